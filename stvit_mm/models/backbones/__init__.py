@@ -1,0 +1,3 @@
+from .stvit import STViT
+
+__all__ = ['STViT']

@@ -1,0 +1,143 @@
+# Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
+"""Super Token Attention as plain tensor functions on NHWC tensors.
+
+The official code expresses "the 9 super tokens around a cell" (unfold) and
+"sum back onto those 9 super tokens" (fold) as convolutions with fixed
+identity kernels. Here both are 9 shifted views of a zero-padded super-token
+grid: no parameters, no convolution, and exactly the same arithmetic,
+including the zero neighbours outside the grid, which take part in the
+softmax with logit 0 and whose weight is then dropped.
+"""
+from typing import Callable, Tuple
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-12  # guards the association-weight normalisation, as in the paper
+
+
+def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
+                              qkv_bias, proj_weight: torch.Tensor, proj_bias,
+                              num_heads: int) -> torch.Tensor:
+    """Multi-head self-attention over all tokens of each sample.
+
+    The qkv channels are laid out per head as (heads, [q, k, v], head_dim),
+    the official STViT order (not timm's (3, heads, head_dim)).
+
+    Args:
+        tokens: (B, ..., C), every middle axis is a token axis.
+        qkv_weight: (3C, C, 1, 1) or (3C, C). proj_weight: (C, C[, 1, 1]).
+
+    Returns:
+        torch.Tensor: (B, ..., C).
+    """
+    shape = tokens.shape
+    batch, channels = shape[0], shape[-1]
+    x = tokens.reshape(batch, -1, channels)
+    num_tokens = x.shape[1]
+    head_dim = channels // num_heads
+    qkv = F.linear(x, qkv_weight.reshape(3 * channels, channels), qkv_bias)
+    qkv = qkv.view(batch, num_tokens, num_heads, 3, head_dim)
+    q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, d)
+    out = F.scaled_dot_product_attention(q, k, v)  # scale = d ** -0.5
+    out = out.transpose(1, 2).reshape(batch, num_tokens, channels)
+    out = F.linear(out, proj_weight.reshape(channels, channels), proj_bias)
+    return out.view(shape)
+
+
+def gather_neighbours(grid: torch.Tensor) -> torch.Tensor:
+    """The 3x3 neighbourhood of every cell, zeros outside the grid.
+
+    Args:
+        grid: (B, hh, ww, C) super tokens.
+
+    Returns:
+        torch.Tensor: (B, hh * ww, 9, C); slot k = 3 * dy + dx holds the
+        super token at (i + dy - 1, j + dx - 1).
+    """
+    batch, hh, ww, channels = grid.shape
+    padded = F.pad(grid, (0, 0, 1, 1, 1, 1))
+    shifted = [padded[:, dy:dy + hh, dx:dx + ww]
+               for dy in range(3) for dx in range(3)]
+    return torch.stack(shifted, dim=3).view(batch, hh * ww, 9, channels)
+
+
+def scatter_to_neighbours(values: torch.Tensor, hh: int,
+                          ww: int) -> torch.Tensor:
+    """Inverse of :func:`gather_neighbours`: sum slot k of every cell onto the
+    super token it refers to; contributions to outside cells are dropped.
+
+    Args:
+        values: (B, hh * ww, 9, *rest).
+
+    Returns:
+        torch.Tensor: (B, hh * ww, *rest).
+    """
+    batch, rest = values.shape[0], values.shape[3:]
+    values = values.view(batch, hh, ww, 9, *rest)
+    out = values.new_zeros((batch, hh + 2, ww + 2) + tuple(rest))
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        out[:, dy:dy + hh, dx:dx + ww] += values[:, :, :, k]
+    return out[:, 1:hh + 1, 1:ww + 1].reshape((batch, hh * ww) + tuple(rest))
+
+
+def _weighted_mean(affinity: torch.Tensor, pixels: torch.Tensor,
+                   weight: torch.Tensor, hh: int, ww: int) -> torch.Tensor:
+    """S_k = sum_p A_pk x_p / (sum_p A_pk + eps), folded onto the grid.
+
+    Normalised in fp32 so that half-precision sums can neither overflow nor
+    lose the eps. Returns (B, hh * ww, C) in the dtype of the matmul.
+    """
+    total = scatter_to_neighbours(affinity.transpose(-1, -2) @ pixels, hh, ww)
+    wide = torch.promote_types(total.dtype, torch.float32)
+    return (total.to(wide) / (weight.to(wide) + EPS)).to(total.dtype)
+
+
+def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
+                          n_iter: int,
+                          refine: Callable[[torch.Tensor], torch.Tensor]
+                          ) -> torch.Tensor:
+    """Super Token Attention (STViT, CVPR 2023) on an NHWC feature map.
+
+    Args:
+        x: (B, H, W, C) normalised features.
+        stoken_size: (h, w) pixels per super token.
+        n_iter: association iterations (>= 1).
+        refine: self-attention over super tokens, (B, hh, ww, C) -> same.
+
+    Returns:
+        torch.Tensor: (B, H, W, C).
+    """
+    batch, height, width, channels = x.shape
+    h, w = stoken_size
+    pad_b, pad_r = (-height) % h, (-width) % w
+    if pad_b or pad_r:
+        # Padding pixels are zeros that take part like real pixels.
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    hh, ww = (height + pad_b) // h, (width + pad_r) // w
+    # (B, hh*ww, h*w, C): the pixels of each cell, cell by cell.
+    pixels = x.view(batch, hh, h, ww, w, channels).transpose(2, 3).reshape(
+        batch, hh * ww, h * w, channels)
+    scale = channels ** -0.5
+
+    with torch.no_grad():  # the association carries no gradient
+        stokens = pixels.mean(2)  # average of each cell
+        for it in range(n_iter):
+            neighbours = gather_neighbours(stokens.view(batch, hh, ww, -1))
+            logits = pixels @ neighbours.transpose(-1, -2) * scale
+            affinity = logits.softmax(-1)  # (B, hh*ww, h*w, 9)
+            weight = scatter_to_neighbours(affinity.sum(2), hh, ww)
+            weight = weight.unsqueeze(-1)  # (B, hh*ww, 1)
+            if it < n_iter - 1:
+                stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
+        affinity = affinity.to(pixels.dtype)
+
+    stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
+    stokens = refine(stokens.view(batch, hh, ww, channels))
+    out = affinity @ gather_neighbours(stokens)  # (B, hh*ww, h*w, C)
+    out = out.view(batch, hh, ww, h, w, channels).transpose(2, 3).reshape(
+        batch, hh * h, ww * w, channels)
+    if pad_b or pad_r:
+        out = out[:, :height, :width].contiguous()
+    return out

@@ -1,0 +1,6 @@
+from .checkpoint import (load_checkpoint_file, load_pretrained_backbone,
+                         official_to_mm, pick_state_dict)
+from .safe_globals import register_safe_globals
+
+__all__ = ['load_checkpoint_file', 'load_pretrained_backbone',
+           'official_to_mm', 'pick_state_dict', 'register_safe_globals']

@@ -1,0 +1,54 @@
+# Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
+"""Convert an official STViT checkpoint into the mm format shared by
+mmpretrain, mmdet and mmseg.
+
+    python tools/model_converters/official_to_mm.py stvit-s.pth stvit-s_mm.pth
+
+SRC may hold 'model', 'model_ema', 'state_dict' or a bare state dict, with or
+without 'module.' prefixes; it is read with torch's weights-only unpickler.
+DST is {'state_dict': {'backbone.*', 'neck.*', 'head.*'}} of tensors only:
+``load_from=DST`` for a classifier, or
+``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``
+for the backbone of a detector or segmentor.
+"""
+import argparse
+import os.path as osp
+
+import torch
+from mmengine.utils import mkdir_or_exist
+
+import stvit_mm  # noqa: F401  (allow-lists argparse.Namespace for loading)
+from stvit_mm.utils import load_checkpoint_file, official_to_mm, pick_state_dict
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='official STViT checkpoint')
+    parser.add_argument('dst', help='output path')
+    parser.add_argument('--ema', action='store_true',
+                        help="convert the 'model_ema' weights instead")
+    return parser.parse_args(argv)
+
+
+def convert(src: str, dst: str, use_ema: bool = False) -> dict:
+    checkpoint = load_checkpoint_file(src)
+    state_dict = official_to_mm(
+        pick_state_dict(checkpoint, use_ema=use_ema, source=src))
+    state_dict = {k: v.contiguous().clone() for k, v in state_dict.items()}
+    mkdir_or_exist(osp.dirname(osp.abspath(dst)))
+    torch.save({'state_dict': state_dict}, dst)
+    return state_dict
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    state_dict = convert(args.src, args.dst, args.ema)
+    parts = {}
+    for key in state_dict:
+        parts[key.split('.')[0]] = parts.get(key.split('.')[0], 0) + 1
+    summary = ', '.join(f'{n} {part}.*' for part, n in parts.items())
+    print(f'Saved {len(state_dict)} tensors ({summary}) to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
