@@ -22,6 +22,8 @@ CACHE_ROOT="${STVIT_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stvit_mm}"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 MMCV_VERSION=2.1.0
 MM_PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 openmim==0.3.9)
+# mmseg imports its text tokenizer (ftfy, regex) on import, without declaring them.
+MM_EXTRA=(ftfy regex)
 # mmcv's setup.py imports pkg_resources, gone from setuptools >= 81.
 BUILD_PINS=("setuptools<81" wheel ninja)
 
@@ -84,14 +86,16 @@ else
 fi
 
 log "mmdet, mmsegmentation, mmpretrain, openmim"
-"${PIP[@]}" install -q "${MM_PINS[@]}" "mmcv==$MMCV_VERSION" "${TORCH_PINS[@]}" "${BUILD_PINS[@]}"
+"${PIP[@]}" install -q "${MM_PINS[@]}" "${MM_EXTRA[@]}" "mmcv==$MMCV_VERSION" "${TORCH_PINS[@]}" "${BUILD_PINS[@]}"
 
 log "stvit_mm (editable) and test tools"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 "${PIP[@]}" install -q -r "$ROOT/requirements/tests.txt"
 
 "$PY" - <<'PY'
-import torch, torchvision, mmcv, mmengine, mmdet, mmseg, mmpretrain, stvit_mm
+import torch, torchvision, mmcv, mmengine, mmdet, mmpretrain, stvit_mm
+import mmseg.registry  # noqa: F401  (imports mmseg's optional tokenizer deps)
+import mmseg
 import mmcv.ops  # noqa: F401  (Mask R-CNN needs RoIAlign and NMS)
 print(f"[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, "
