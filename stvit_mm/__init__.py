@@ -2,15 +2,17 @@
 """STViT (Super Token Attention) for mmpretrain, mmdet and mmseg.
 
 ``custom_imports=dict(imports=['stvit_mm'])`` registers ``STViT`` and
-``STViTClsNeck`` in mmengine's root MODELS registry, which the registries of
-all three toolboxes fall back to, and lets torch's weights-only loader read
+``STViTClsNeck`` in mmengine's root MODELS registry and
+``AutoAmpOptimWrapper`` in its OPTIM_WRAPPERS, which the registries of all
+three toolboxes fall back to, and lets torch's weights-only loader read
 mmengine and official STViT checkpoints (see utils/safe_globals.py).
 """
 from .utils.safe_globals import register_safe_globals
 
 register_safe_globals()
 
+from .engine import AutoAmpOptimWrapper  # noqa: E402
 from .models import STViT, STViTClsNeck  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['STViT', 'STViTClsNeck', '__version__']
+__all__ = ['AutoAmpOptimWrapper', 'STViT', 'STViTClsNeck', '__version__']

@@ -4,9 +4,9 @@
 with 5 warm-up epochs, drop path 0.1, EMA, DeiT-style augmentation
 (RandAugment, RandomErasing, Mixup 0.8, CutMix 1.0, label smoothing 0.1).
 Batch 1024 = 8 GPUs x 128; mmengine's --auto-scale-lr rescales the lr for
-other totals. Mixed precision (AmpOptimWrapper) as the official code trains
-with torch.cuda.amp; on a CPU-only run mmengine falls back to fp32 with a
-warning, so the same file still runs anywhere.
+other totals. Mixed precision as the official code trains with torch.cuda.amp:
+AutoAmpOptimWrapper (stvit_mm) builds mmengine's AmpOptimWrapper on a GPU and
+a plain fp32 OptimWrapper on a CPU, so the same file runs anywhere.
 """
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
@@ -41,7 +41,7 @@ val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='AutoAmpOptimWrapper',
     optimizer=dict(lr=1e-3, weight_decay=0.05),
     # no decay on norms, biases and layer-scale gammas (DeiT practice)
     paramwise_cfg=dict(

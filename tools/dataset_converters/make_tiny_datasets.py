@@ -27,9 +27,12 @@ import cv2
 import numpy as np
 
 SHAPES = ('rectangle', 'ellipse', 'triangle')
-# names the toolboxes' metainfo knows, one per shape
-COCO_NAMES = ('tv', 'sports ball', 'kite')          # COCO ids 62, 37, 38
-COCO_IDS = (62, 37, 38)
+# COCO category ids of the 80 classes, in mmdet's CocoDataset class order:
+# the json lists all 80 so that label i maps to COCO_IDS[i] in CocoMetric.
+COCO_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] +
+            list(range(31, 45)) + list(range(46, 66)) + [67, 70] +
+            list(range(72, 83)) + list(range(84, 91)))
+COCO_SHAPE_NAMES = ('tv', 'sports ball', 'kite')  # one COCO class per shape
 ADE_LABELS = (2, 3, 4)    # ADE20K 'building', 'sky', 'floor' (1 = 'wall')
 BASE_COLOURS = ((220, 60, 40), (40, 200, 60), (50, 80, 230))  # BGR
 
@@ -90,6 +93,10 @@ def make_scene(rng, size, max_objects=3):
 
 
 def write_coco(out, rng, num_train, num_val, size):
+    from mmdet.datasets import CocoDataset
+    names = CocoDataset.METAINFO['classes']
+    assert len(names) == len(COCO_IDS) == 80
+    shape_ids = [COCO_IDS[names.index(n)] for n in COCO_SHAPE_NAMES]
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         os.makedirs(osp.join(out, split), exist_ok=True)
         images, annotations = [], []
@@ -105,14 +112,14 @@ def write_coco(out, rng, num_train, num_val, size):
                 x1, y1 = poly.max(0)
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=i + 1,
-                    category_id=COCO_IDS[label],
+                    category_id=shape_ids[label],
                     segmentation=[poly.reshape(-1).tolist()],
                     area=float(mask.sum()),
                     bbox=[float(x0), float(y0), float(x1 - x0),
                           float(y1 - y0)],
                     iscrowd=0))
-        categories = [dict(id=cid, name=name, supercategory='shape')
-                      for cid, name in zip(COCO_IDS, COCO_NAMES)]
+        categories = [dict(id=cid, name=name, supercategory='none')
+                      for cid, name in zip(COCO_IDS, names)]
         os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
         with open(osp.join(out, 'annotations', f'instances_{split}.json'),
                   'w') as f:

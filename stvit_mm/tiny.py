@@ -1,0 +1,142 @@
+# Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
+"""Point any config of this repo at the embedded tiny datasets.
+
+``tools/dataset_converters/make_tiny_datasets.py`` writes them; this module
+changes what a short CPU run needs and nothing else: data roots (and the
+annotation file the COCO metric reads), the image size, the run length and
+the learning-rate schedule length, the logging/checkpoint intervals, and
+(optionally) training from scratch instead of from an ImageNet checkpoint.
+Everything else (model, losses, optimiser type, pipelines, evaluators, hooks)
+is the config's own, so these runs exercise the real experiments.
+"""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+
+TASKS = ('detection', 'segmentation', 'classification')
+_SCOPE_TASK = {'mmdet': 'detection', 'mmseg': 'segmentation',
+               'mmpretrain': 'classification'}
+
+
+def task_of(cfg: Config) -> str:
+    """'detection', 'segmentation' or 'classification' from default_scope."""
+    scope = cfg.get('default_scope')
+    if scope not in _SCOPE_TASK:
+        raise ValueError(f'cannot tell the task of a config with default_scope'
+                         f' {scope!r}; expected one of {sorted(_SCOPE_TASK)}')
+    return _SCOPE_TASK[scope]
+
+
+def _resize_pipeline(pipeline: list, size: int) -> list:
+    """Scale every resize/crop of a pipeline to ``size`` pixels."""
+    out = []
+    for step in pipeline:
+        step = dict(step)
+        kind = step['type']
+        if kind in ('Resize', 'RandomResize', 'RandomChoiceResize'):
+            step.pop('scales', None)
+            step.pop('ratio_range', None)
+            if kind == 'RandomChoiceResize':
+                step['type'] = 'Resize'
+            step['scale'] = (size, size)
+            step.setdefault('keep_ratio', True)
+        elif kind in ('RandomResizedCrop', 'ResizeEdge'):
+            step['scale'] = size
+        elif kind in ('CenterCrop', 'RandomCrop'):
+            step['crop_size'] = size if kind == 'CenterCrop' else (size, size)
+        elif kind == 'RandomChoice':
+            # keep the first branch only: multi-scale choice has no meaning
+            # at one tiny size
+            out.extend(_resize_pipeline(step['transforms'][0], size))
+            continue
+        out.append(step)
+    return out
+
+
+def _set_dataset(loader: dict, root: str, size: int, **dataset_keys) -> None:
+    dataset = loader['dataset']
+    while 'dataset' in dataset:  # RepeatDataset / ClassBalancedDataset
+        dataset = dataset['dataset']
+    dataset['data_root'] = root
+    dataset.update(dataset_keys)
+    dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)
+    loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+
+
+def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
+                         size: Optional[int] = None, iters: int = 40,
+                         val_interval: Optional[int] = None,
+                         checkpoint_interval: Optional[int] = None,
+                         from_scratch: bool = True,
+                         lr: Optional[float] = None) -> Config:
+    """Return ``cfg`` changed to train for ``iters`` iterations on the tiny
+    datasets under ``data_root`` (in place and returned).
+
+    Args:
+        cfg: a config of this repo (any task).
+        data_root: the folder make_tiny_datasets.py wrote.
+        work_dir: where logs and checkpoints go.
+        size: image side; defaults to 128 (det/seg) or 64 (cls).
+        iters: training iterations (the loop becomes iteration based).
+        val_interval: validate every this many iterations (default: at end).
+        checkpoint_interval: default: ``val_interval``; the last iteration
+            is always saved.
+        from_scratch: drop the backbone's Pretrained init_cfg and let its
+            BatchNorms learn statistics (norm_eval=False).
+        lr: optional learning rate override.
+    """
+    task = task_of(cfg)
+    size = size or (64 if task == 'classification' else 128)
+    val_interval = val_interval or iters
+    if task == 'detection':
+        root = osp.join(data_root, 'coco') + '/'
+        for split, loader in (('train', cfg.train_dataloader),
+                              ('val', cfg.val_dataloader),
+                              ('val', cfg.test_dataloader)):
+            _set_dataset(loader, root, size,
+                         ann_file=f'annotations/instances_{split}2017.json',
+                         data_prefix=dict(img=f'{split}2017/'))
+        for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+            evaluator['ann_file'] = root + 'annotations/instances_val2017.json'
+    elif task == 'segmentation':
+        root = osp.join(data_root, 'ade', 'ADEChallengeData2016')
+        for split, loader in (('training', cfg.train_dataloader),
+                              ('validation', cfg.val_dataloader),
+                              ('validation', cfg.test_dataloader)):
+            _set_dataset(loader, root, size, data_prefix=dict(
+                img_path=f'images/{split}',
+                seg_map_path=f'annotations/{split}'))
+        cfg.model.data_preprocessor['size'] = (size, size)
+    else:
+        root = osp.join(data_root, 'imagenet')
+        for split, loader in (('train', cfg.train_dataloader),
+                              ('val', cfg.val_dataloader),
+                              ('val', cfg.test_dataloader)):
+            _set_dataset(loader, root, size, split=split)
+
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=val_interval)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+             end=max(1, iters // 10)),
+    ]
+    if lr is not None:
+        cfg.optim_wrapper.optimizer['lr'] = lr
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=5)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False,
+        interval=checkpoint_interval or val_interval,
+        max_keep_ckpts=2, save_last=True)
+    cfg.log_processor = dict(by_epoch=False)
+    if from_scratch:
+        cfg.model.backbone.init_cfg = None
+        # norm_eval keeps pretrained ImageNet BN statistics; from scratch
+        # there are none, and frozen (0, 1) statistics let activations grow
+        # unchecked through the blocks (measured: the loss diverges).
+        if 'norm_eval' in cfg.model.backbone:
+            cfg.model.backbone.norm_eval = False
+    cfg.work_dir = work_dir
+    cfg.load_from = None
+    cfg.resume = False
+    return cfg
