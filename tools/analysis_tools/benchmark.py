@@ -1,0 +1,371 @@
+# Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
+"""Speed and memory of STViT beside the toolboxes' own backbones, and the
+speed targets of the project, measured in one process on the same inputs.
+
+    python tools/analysis_tools/benchmark.py                 # full table + targets
+    python tools/analysis_tools/benchmark.py --targets-only  # just the targets
+    python tools/analysis_tools/benchmark.py --quick         # one tiny iteration
+
+Backbones: STViT-S/B/L (this package), Swin-T/S/B (mmdet's
+SwinTransformer) and ConvNeXt-T (mmpretrain's ConvNeXt), all built from their
+registries. Per backbone: inference latency and throughput at 224 for several
+batch sizes and at 800x1333, fp32 and bf16 autocast (fp16 AMP on CUDA), a
+training step (forward + backward), and peak memory (CUDA: the allocator's
+peak; CPU: the peak resident set size above the level before the run, sampled
+every millisecond after returning freed memory to the OS).
+
+Writes a markdown table and a PNG chart (``--out``, default docs/benchmark).
+Timings are medians of ``--repeats`` runs after one warm-up.
+"""
+import argparse
+import ctypes
+import os
+import os.path as osp
+import platform
+import statistics
+import threading
+import time
+from contextlib import nullcontext
+
+import torch
+
+import stvit_mm  # noqa: F401  (registers STViT)
+
+# Dense-prediction super-token sizes for the 800x1333 rows, ImageNet ones at
+# 224; the other backbones are size-agnostic.
+BACKBONES = {
+    'STViT-S': dict(type='STViT', arch='s', out_indices=(0, 1, 2, 3)),
+    'STViT-B': dict(type='STViT', arch='b', out_indices=(0, 1, 2, 3)),
+    'STViT-L': dict(type='STViT', arch='l', out_indices=(0, 1, 2, 3)),
+    'Swin-T': dict(type='mmdet.SwinTransformer', embed_dims=96,
+                   depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                   window_size=7, out_indices=(0, 1, 2, 3)),
+    'Swin-S': dict(type='mmdet.SwinTransformer', embed_dims=96,
+                   depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
+                   window_size=7, out_indices=(0, 1, 2, 3)),
+    'Swin-B': dict(type='mmdet.SwinTransformer', embed_dims=128,
+                   depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                   window_size=7, out_indices=(0, 1, 2, 3)),
+    'ConvNeXt-T': dict(type='mmpretrain.ConvNeXt', arch='tiny',
+                       out_indices=(0, 1, 2, 3), gap_before_final_norm=False),
+}
+STOKEN_224, STOKEN_DENSE = [8, 4, 1, 1], [16, 8, 2, 1]
+
+
+def build_backbone(name: str, dense: bool = False, with_cp: bool = False):
+    from mmengine.registry import MODELS
+    import mmdet.models  # noqa: F401  (registers SwinTransformer)
+    import mmpretrain.models  # noqa: F401  (registers ConvNeXt)
+    cfg = dict(BACKBONES[name])
+    if cfg['type'] == 'STViT':
+        cfg['stoken_size'] = STOKEN_DENSE if dense else STOKEN_224
+    if with_cp:
+        cfg['with_cp'] = True
+    model = MODELS.build(cfg)
+    model.eval()  # some toolbox backbones' train() returns None
+    return model
+
+
+# ----------------------------------------------------------------- memory
+class PeakMemory:
+    """Peak memory of the block above the level at its start, in MiB."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_mib = 0.
+
+    def __enter__(self):
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        _trim_heap()
+        self._base = self._peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._peak = max(self._peak, _rss_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, _rss_bytes()) - self._base
+        self.peak_mib = peak / 2**20
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _trim_heap():
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except OSError:  # not glibc: the baseline is just less tight
+        pass
+
+
+# ----------------------------------------------------------------- timing
+def _sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _autocast(device: str, precision: str):
+    if precision == 'fp32':
+        return nullcontext()
+    dtype = torch.bfloat16 if device == 'cpu' else torch.float16
+    return torch.autocast(device, dtype=dtype)
+
+
+def time_inference(model, x, precision, repeats):
+    """Median seconds per forward, peak MiB, and whether outputs are finite."""
+    device = x.device.type
+    with torch.no_grad(), _autocast(device, precision):
+        model(x)
+        _sync(device)
+        times = []
+        with PeakMemory(device) as mem:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                outs = model(x)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+    finite = all(torch.isfinite(o.float()).all().item() for o in outs)
+    return statistics.median(times), mem.peak_mib, finite
+
+
+def time_train_step(model, x, precision, repeats):
+    """Median seconds per forward + backward, peak MiB."""
+    device = x.device.type
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        with _autocast(device, precision):
+            loss = sum(o.float().square().mean() for o in model(x))
+        loss.backward()
+        for p in params:
+            p.grad = None
+
+    step()
+    _sync(device)
+    times = []
+    with PeakMemory(device) as mem:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    model.eval()
+    return statistics.median(times), mem.peak_mib
+
+
+def matmul_rate(device, size=2048, repeats=5):
+    """fp32 GEMM rate of this machine in FLOP/s (2 * n^3 per product)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+# ----------------------------------------------------------------- targets
+def measure_targets(device, repeats, compile_check=True, quick=False):
+    """Issue targets 1-4 and 6, each as (name, value, goal, met)."""
+    rows = []
+    dense_hw = (96, 160) if quick else (800, 1344)
+    small_batch = 2 if quick else 16
+    side = 64 if quick else 224
+    reps = 1 if quick else repeats
+
+    swin = build_backbone('Swin-T').to(device)
+    stvit_dense = build_backbone('STViT-S', dense=True).to(device)
+    x = torch.randn(1, 3, *dense_hw, device=device)
+    t_swin, _, _ = time_inference(swin, x, 'fp32', reps)
+    t_st, _, _ = time_inference(stvit_dense, x, 'fp32', reps)
+    rows.append((f'1. STViT-S [16,8,2,1] / Swin-T, inference 1x3x'
+                 f'{dense_hw[0]}x{dense_hw[1]} fp32',
+                 f'{t_st:.3f}s / {t_swin:.3f}s = {t_st / t_swin:.2f}x',
+                 '<= 0.80x', t_st / t_swin <= 0.8))
+
+    stvit = build_backbone('STViT-S').to(device)
+    xb = torch.randn(small_batch, 3, side, side, device=device)
+    t_b, _, _ = time_inference(stvit, xb, 'fp32', reps)
+    flops_per_image = 4.4e9 * (side / 224)**2  # the FLOPs tool's count
+    achieved = flops_per_image * small_batch / t_b
+    rate = matmul_rate(device, 512 if quick else 2048)
+    rows.append((f'2. STViT-S [8,4,1,1] {small_batch}x3x{side}x{side} fp32: '
+                 'model FLOP/s over fp32 matmul FLOP/s',
+                 f'{achieved / 1e9:.1f} / {rate / 1e9:.1f} GFLOP/s = '
+                 f'{achieved / rate:.0%}', '>= 50%', achieved / rate >= 0.5))
+
+    t_tr_st, m_st = time_train_step(stvit_dense, x, 'fp32', reps)
+    t_tr_sw, m_sw = time_train_step(swin, x, 'fp32', reps)
+    rows.append(('3a. training step STViT-S vs Swin-T (time)',
+                 f'{t_tr_st:.2f}s vs {t_tr_sw:.2f}s', 'faster',
+                 t_tr_st < t_tr_sw))
+    rows.append(('3b. training step STViT-S vs Swin-T (peak memory)',
+                 f'{m_st:.0f} vs {m_sw:.0f} MiB', 'lower', m_st < m_sw))
+    stvit_cp = build_backbone('STViT-S', dense=True, with_cp=True).to(device)
+    _, m_cp = time_train_step(stvit_cp, x, 'fp32', reps)
+    cut = 1 - m_cp / m_st if m_st > 0 else 0.
+    rows.append(('3c. with_cp peak-memory cut', f'{m_st:.0f} -> {m_cp:.0f} '
+                 f'MiB = -{cut:.0%}', '>= 40%', cut >= 0.4))
+
+    t_half, _, finite = time_inference(stvit, xb, 'amp', reps)
+    low = 'bf16' if device == 'cpu' else 'fp16'
+    rows.append((f'4. {low} autocast inference speed-up, {small_batch}x3x'
+                 f'{side}x{side}',
+                 f'{t_b:.3f}s / {t_half:.3f}s = {t_b / t_half:.2f}x'
+                 f'{"" if finite else " (NON-FINITE OUTPUT)"}', '>= 2x',
+                 finite and t_b / t_half >= 2))
+
+    if compile_check:
+        try:
+            compiled = torch.compile(stvit)
+            t_c, _, _ = time_inference(compiled, xb, 'fp32', reps)
+            rows.append(('6. torch.compile vs eager, same input',
+                         f'{t_c:.3f}s vs {t_b:.3f}s', 'reported', True))
+        except Exception as error:  # report, do not hide, a compile failure
+            rows.append(('6. torch.compile', f'failed: {error!r}'[:120],
+                         'reported', False))
+    return rows
+
+
+# ----------------------------------------------------------------- table
+def measure_table(device, names, batches, repeats, quick=False):
+    rows = []
+    side, dense_hw = (64, (96, 160)) if quick else (224, (800, 1333))
+    for name in names:
+        model = build_backbone(name).to(device)
+        for batch in batches:
+            x = torch.randn(batch, 3, side, side, device=device)
+            for precision in ('fp32', 'amp'):
+                t, mem, _ = time_inference(model, x, precision, repeats)
+                rows.append((name, f'{batch}x{side}x{side}', 'inference',
+                             precision, t, batch / t, mem))
+        x = torch.randn(batches[-1], 3, side, side, device=device)
+        t, mem = time_train_step(model, x, 'fp32', repeats)
+        rows.append((name, f'{batches[-1]}x{side}x{side}', 'train step',
+                     'fp32', t, batches[-1] / t, mem))
+        dense = build_backbone(name, dense=True).to(device)
+        x = torch.randn(1, 3, *dense_hw, device=device)
+        for precision in ('fp32', 'amp'):
+            t, mem, _ = time_inference(dense, x, precision, repeats)
+            rows.append((name, f'1x{dense_hw[0]}x{dense_hw[1]}', 'inference',
+                         precision, t, 1 / t, mem))
+        t, mem = time_train_step(dense, x, 'fp32', repeats)
+        rows.append((name, f'1x{dense_hw[0]}x{dense_hw[1]}', 'train step',
+                     'fp32', t, 1 / t, mem))
+        print(f'measured {name}', flush=True)
+    return rows
+
+
+def machine_description(device):
+    if device == 'cuda':
+        return f'{torch.cuda.get_device_name()}, torch {torch.__version__}'
+    return (f'{platform.processor() or platform.machine()}, '
+            f'{torch.get_num_threads()} threads, torch {torch.__version__}')
+
+
+def write_outputs(out, device, table, targets):
+    os.makedirs(out, exist_ok=True)
+    low = 'bf16' if device == 'cpu' else 'fp16 AMP'
+    lines = [f'Machine: {machine_description(device)}; '
+             f'{time.strftime("%Y-%m-%d")}; medians after one warm-up.', '']
+    if targets:
+        lines += ['| target | measured | goal | met |', '|---|---|---|---|']
+        lines += [f'| {n} | {v} | {g} | {"yes" if ok else "NO"} |'
+                  for n, v, g, ok in targets]
+        lines.append('')
+    if table:
+        lines += ['| backbone | input | mode | precision | latency (s) | '
+                  'images/s | peak memory (MiB) |',
+                  '|---|---|---|---|---|---|---|']
+        lines += [f'| {n} | {i} | {m} | {low if p == "amp" else p} | '
+                  f'{t:.3f} | {ips:.1f} | {mem:.0f} |'
+                  for n, i, m, p, t, ips, mem in table]
+    path = osp.join(out, f'benchmark_{device}.md')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+    print(f'\nwrote {path}')
+    if table:
+        _chart(table, osp.join(out, f'benchmark_{device}.png'), device)
+
+
+def _chart(table, path, device):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    settings = sorted({(i, m, p) for _, i, m, p, *_ in table},
+                      key=lambda s: (s[1], s[0], s[2]))
+    names = list(dict.fromkeys(n for n, *_ in table))
+    fig, axes = plt.subplots(1, len(settings), figsize=(3 * len(settings), 4),
+                             squeeze=False)
+    for ax, (inp, mode, prec) in zip(axes[0], settings):
+        values = {n: ips for n, i, m, p, _, ips, _ in table
+                  if (i, m, p) == (inp, mode, prec)}
+        ax.bar(range(len(names)), [values.get(n, 0) for n in names],
+               color=['tab:red' if n.startswith('STViT') else 'tab:gray'
+                      for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+        ax.set_title(f'{mode} {prec}\n{inp}', fontsize=8)
+        ax.set_ylabel('images/s', fontsize=7)
+    fig.suptitle(f'Backbone throughput ({machine_description(device)})',
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f'wrote {path}')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                        else 'cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--models', nargs='+', default=list(BACKBONES),
+                        choices=list(BACKBONES))
+    parser.add_argument('--batches', nargs='+', type=int, default=[1, 16])
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--targets-only', action='store_true')
+    parser.add_argument('--no-targets', action='store_true')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time torch.compile (slow to compile on CPU)')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny inputs, one iteration: checks the tool runs')
+    parser.add_argument('--out', default='docs/benchmark')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    targets = [] if args.no_targets else measure_targets(
+        args.device, repeats, compile_check=args.compile,
+        quick=args.quick)
+    table = [] if args.targets_only else measure_table(
+        args.device, args.models, [1, 2] if args.quick else args.batches,
+        repeats, quick=args.quick)
+    write_outputs(args.out, args.device, table, targets)
+    return targets, table
+
+
+if __name__ == '__main__':
+    main()
