@@ -1,11 +1,12 @@
 """Cascade Mask R-CNN with an STViT-S backbone, 3x multi-scale schedule on COCO.
 
 Target (paper, COCO val2017): none (the paper reports Cascade Mask R-CNN for STViT-B only).
-Backbone choices: _base_/stvit_backbones.py; schedule and optimiser:
+Heads: _base_/cascade_mask_rcnn_4conv1fc.py (4conv1fc, GIoU). Backbone
+choices: _base_/stvit_backbones.py; schedule and optimiser:
 _base_/coco_instance_ms_3x.py.
 """
 _base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    './_base_/cascade_mask_rcnn_4conv1fc.py',
     './_base_/coco_instance_ms_3x.py',
     './_base_/stvit_backbones.py',
 ]

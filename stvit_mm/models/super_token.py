@@ -8,12 +8,43 @@ grid: no parameters, no convolution, and exactly the same arithmetic,
 including the zero neighbours outside the grid, which take part in the
 softmax with logit 0 and whose weight is then dropped.
 """
-from typing import Callable, Tuple
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 EPS = 1e-12  # guards the association-weight normalisation, as in the paper
+
+# Observer of the final association, for visualisation (see
+# :func:`association_callback`); None costs one comparison per call.
+_association_callback: Optional[Callable] = None
+
+
+@contextmanager
+def association_callback(callback: Callable) -> Iterator[None]:
+    """Within the context, every :func:`super_token_attention` call hands
+    its final association to ``callback(affinity, grid_size, stoken_size,
+    size)``:
+
+    - affinity: (B, hh * ww, h * w, 9), detached; entry [b, c, p, k] is the
+      weight of pixel p (row-major in its h x w cell) of cell c (row-major on
+      the grid) for neighbour slot k = 3 * dy + dx, i.e. the super token at
+      (i + dy - 1, j + dx - 1); slots outside the grid are zero vectors.
+    - grid_size: (hh, ww); stoken_size: (h, w); size: (H, W) before padding.
+    """
+    global _association_callback
+    previous, _association_callback = _association_callback, callback
+    try:
+        yield
+    finally:
+        _association_callback = previous
+
+
+def _tracing() -> bool:
+    """True while the shapes are symbolic (ONNX / jit tracing, torch.export):
+    then a Python ``if`` on a size would be frozen into the graph."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
@@ -75,10 +106,21 @@ def scatter_to_neighbours(values: torch.Tensor, hh: int,
     """
     batch, rest = values.shape[0], values.shape[3:]
     values = values.view(batch, hh, ww, 9, *rest)
-    out = values.new_zeros((batch, hh + 2, ww + 2) + tuple(rest))
-    for k in range(9):
-        dy, dx = divmod(k, 3)
-        out[:, dy:dy + hh, dx:dx + ww] += values[:, :, :, k]
+    if _tracing():
+        # In-place slice updates export as chains of ScatterND and index
+        # maths (tens of thousands of ONNX nodes for STViT-S); padded copies
+        # summed in the same order give bit-identical sums (x + 0 == x).
+        out = None
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            term = F.pad(values[:, :, :, k],
+                         (0, 0) * len(rest) + (dx, 2 - dx, dy, 2 - dy))
+            out = term if out is None else out + term
+    else:
+        out = values.new_zeros((batch, hh + 2, ww + 2) + tuple(rest))
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            out[:, dy:dy + hh, dx:dx + ww] += values[:, :, :, k]
     return out[:, 1:hh + 1, 1:ww + 1].reshape((batch, hh * ww) + tuple(rest))
 
 
@@ -112,7 +154,10 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
     batch, height, width, channels = x.shape
     h, w = stoken_size
     pad_b, pad_r = (-height) % h, (-width) % w
-    if pad_b or pad_r:
+    # When tracing, pad (and crop) unconditionally: a zero pad is a no-op,
+    # and the exported graph then serves every input size.
+    padded = _tracing() or bool(pad_b or pad_r)
+    if padded:
         # Padding pixels are zeros that take part like real pixels.
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
     hh, ww = (height + pad_b) // h, (width + pad_r) // w
@@ -132,12 +177,14 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
             if it < n_iter - 1:
                 stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
         affinity = affinity.to(pixels.dtype)
+        if _association_callback is not None:
+            _association_callback(affinity, (hh, ww), (h, w), (height, width))
 
     stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
     stokens = refine(stokens.view(batch, hh, ww, channels))
     out = affinity @ gather_neighbours(stokens)  # (B, hh*ww, h*w, C)
     out = out.view(batch, hh, ww, h, w, channels).transpose(2, 3).reshape(
         batch, hh * h, ww * w, channels)
-    if pad_b or pad_r:
+    if padded:
         out = out[:, :height, :width].contiguous()
     return out
