@@ -30,10 +30,11 @@ sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
 from make_tiny_datasets import make_all  # noqa: E402
 
 DEFAULTS = {
-    # config, iterations, learning rate (from scratch: higher than the
-    # fine-tuning lr of the configs), image size
-    'detection': ('configs/detection/mask_rcnn_stvit_s.py', 150, 2e-4, 128),
-    'segmentation': ('configs/segmentation/upernet_stvit_s.py', 150, 2e-4,
+    # config, iterations, learning rate, image size. Measured: Mask R-CNN
+    # from scratch at batch 2 diverges with a constant AdamW lr 2e-4 after
+    # ~80 iterations; the config's own 1e-4, decayed (stvit_mm.tiny), is used.
+    'detection': ('configs/detection/mask_rcnn_stvit_s.py', 120, 1e-4, 128),
+    'segmentation': ('configs/segmentation/upernet_stvit_s.py', 150, 1e-4,
                      128),
     'classification': ('configs/classification/stvit_s_in1k.py', 150, 5e-4,
                        64),
@@ -75,6 +76,8 @@ def main(argv=None):
                          val_interval=10 * iters,
                          checkpoint_interval=max(1, iters // 3),
                          lr=args.lr or lr)
+    # from scratch at batch 2, clip gradients as the 300-epoch recipes do
+    cfg.optim_wrapper.clip_grad = dict(max_norm=5.0, norm_type=2)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.resume = args.resume
@@ -88,6 +91,8 @@ def main(argv=None):
     print('\n' + '=' * 72)
     print(f'{args.task}: {osp.basename(config)} trained for '
           f'{runner.iter} iterations from scratch in {minutes:.1f} min')
+    if not metrics:
+        print('  (no metrics: the model produced no predictions)')
     for name, value in metrics.items():
         print(f'  {name:<32} {value:.4f}' if isinstance(value, float)
               else f'  {name:<32} {value}')
