@@ -35,12 +35,9 @@ def _resize_pipeline(pipeline: list, size: int) -> list:
         step = dict(step)
         kind = step['type']
         if kind in ('Resize', 'RandomResize', 'RandomChoiceResize'):
-            step.pop('scales', None)
-            step.pop('ratio_range', None)
-            if kind == 'RandomChoiceResize':
-                step['type'] = 'Resize'
-            step['scale'] = (size, size)
-            step.setdefault('keep_ratio', True)
+            # one fixed size: multi-scale sampling has no meaning here
+            step = dict(type='Resize', scale=(size, size),
+                        keep_ratio=step.get('keep_ratio', True))
         elif kind in ('RandomResizedCrop', 'ResizeEdge'):
             step['scale'] = size
         elif kind in ('CenterCrop', 'RandomCrop'):
