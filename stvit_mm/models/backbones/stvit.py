@@ -443,8 +443,12 @@ class STViT(BaseModule):
         return self
 
     # ------------------------------------------------------------- forward
-    def _run_block(self, block: STViTBlock, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
+    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Run a block, a stem or a downsample, checkpointed under with_cp
+        when anything in it needs gradients."""
+        needs_grad = x.requires_grad or any(
+            p.requires_grad for p in block.parameters())
+        if self.with_cp and needs_grad and torch.is_grad_enabled():
             return cp.checkpoint(
                 block, x, use_reentrant=False,
                 context_fn=lambda: (_nullcontext(),
@@ -461,7 +465,10 @@ class STViT(BaseModule):
             raise ValueError(f'STViT was built for {self.in_channels} input '
                              f'channels, got a tensor with {x.shape[1]} '
                              f'(shape {tuple(x.shape)})')
-        x = self.patch_embed.proj(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
+        # the stem's full- and half-resolution activations are a large
+        # share of what training keeps for backward
+        x = self._run_block(self.patch_embed.proj, x)
         outs = []
         for i, stage in enumerate(self.layers):
             for block in stage.blocks:
@@ -469,7 +476,7 @@ class STViT(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
             if stage.downsample is not None:
-                x = stage.downsample.proj(x)
+                x = self._run_block(stage.downsample.proj, x)
         return tuple(outs)
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
