@@ -7,8 +7,7 @@ Super-token sizes stay [8, 4, 1, 1]: they are not tied to any weight.
 """
 _base_ = './stvit_s_in1k.py'
 
-pretrained_224 = 'checkpoints/stvit_s_in1k_mm.pth'  # official_to_mm.py output
-load_from = pretrained_224
+load_from = 'checkpoints/stvit_s_in1k_mm.pth'  # official_to_mm.py output
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
