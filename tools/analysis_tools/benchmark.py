@@ -302,7 +302,8 @@ def write_outputs(out, device, table, targets):
         lines += [f'| {n} | {i} | {m} | {low if p == "amp" else p} | '
                   f'{t:.3f} | {ips:.1f} | {mem:.0f} |'
                   for n, i, m, p, t, ips, mem in table]
-    path = osp.join(out, f'benchmark_{device}.md')
+    # a targets-only run must not overwrite the last full table
+    path = osp.join(out, f'{"benchmark" if table else "targets"}_{device}.md')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
@@ -327,7 +328,9 @@ def _chart(table, path, device):
                color=['tab:red' if n.startswith('STViT') else 'tab:gray'
                       for n in names])
         ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-        ax.set_title(f'{mode} {prec}\n{inp}', fontsize=8)
+        low = 'bf16' if device == 'cpu' else 'fp16'
+        ax.set_title(f'{mode} {low if prec == "amp" else prec}\n{inp}',
+                     fontsize=8)
         ax.set_ylabel('images/s', fontsize=7)
     fig.suptitle(f'Backbone throughput ({machine_description(device)})',
                  fontsize=9)
