@@ -211,10 +211,16 @@ def measure_targets(device, repeats, compile_check=True, quick=False):
     flops_per_image = 4.4e9 * (side / 224)**2  # the FLOPs tool's count
     achieved = flops_per_image * small_batch / t_b
     rate = matmul_rate(device, 512 if quick else 2048)
+    # The goal is stated with the FLOPs tool's count (fvcore: one
+    # multiply-add = one FLOP) against a GEMM rate of 2 FLOPs per
+    # multiply-add; the same-convention ratio is printed beside it.
     rows.append((f'2. STViT-S [8,4,1,1] {small_batch}x3x{side}x{side} fp32: '
-                 'model FLOP/s over fp32 matmul FLOP/s',
+                 'model FLOP/s (FLOPs tool count) over fp32 GEMM FLOP/s '
+                 '(2 per multiply-add)',
                  f'{achieved / 1e9:.1f} / {rate / 1e9:.1f} GFLOP/s = '
-                 f'{achieved / rate:.0%}', '>= 50%', achieved / rate >= 0.5))
+                 f'{achieved / rate:.0%} (same convention: '
+                 f'{2 * achieved / rate:.0%})', '>= 50%',
+                 achieved / rate >= 0.5))
 
     t_tr_st, m_st = time_train_step(stvit_dense, x, 'fp32', reps)
     t_tr_sw, m_sw = time_train_step(swin, x, 'fp32', reps)
