@@ -8,7 +8,7 @@ Layout: every tensor between blocks is NCHW in shape and channels-last in
 memory, so that the LayerNorm, the attention projections and the 1x1 convs all
 run as plain GEMMs over (pixels, channels) without transposing copies.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -451,7 +451,7 @@ class STViT(BaseModule):
         if self.with_cp and needs_grad and torch.is_grad_enabled():
             return cp.checkpoint(
                 block, x, use_reentrant=False,
-                context_fn=lambda: (_nullcontext(),
+                context_fn=lambda: (nullcontext(),
                                     _frozen_bn_statistics(block)))
         return block(x)
 
@@ -502,8 +502,3 @@ class STViT(BaseModule):
             # a downsample belongs with the last block of its stage
             return before + self.depths[stage], num_layers
         return num_layers - 1, num_layers
-
-
-@contextmanager
-def _nullcontext():
-    yield
