@@ -1,7 +1,7 @@
 # Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
 """Point any config of this repo at the embedded tiny datasets.
 
-``tools/dataset_converters/make_tiny_datasets.py`` writes them; this module
+``stvit_mm.tiny_datasets.make_all`` writes them; this module
 changes what a short CPU run needs and nothing else: data roots (and the
 annotation file the COCO metric reads), the image size, the run length and
 the learning-rate schedule length, the logging/checkpoint intervals, and
@@ -72,7 +72,7 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
 
     Args:
         cfg: a config of this repo (any task).
-        data_root: the folder make_tiny_datasets.py wrote.
+        data_root: the folder ``make_all`` wrote.
         work_dir: where logs and checkpoints go.
         size: image side; defaults to 128 (det/seg) or 64 (cls).
         iters: training iterations (the loop becomes iteration based).

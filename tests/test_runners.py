@@ -18,11 +18,10 @@ from mmengine.runner import Runner
 
 import stvit_mm  # noqa: F401
 from stvit_mm.tiny import apply_tiny_overrides, task_of
+from stvit_mm.tiny_datasets import make_all
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VENV_BIN = osp.dirname(sys.executable)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-from make_tiny_datasets import make_all  # noqa: E402
 
 CASES = [
     ('configs/detection/mask_rcnn_stvit_s.py', 'coco/bbox_mAP'),

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
 from mmengine.config import Config, DictAction
@@ -24,10 +23,9 @@ from mmengine.runner import Runner
 
 import stvit_mm  # noqa: F401  (registers STViT and the safe-loading list)
 from stvit_mm.tiny import apply_tiny_overrides
+from stvit_mm.tiny_datasets import make_all
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-from make_tiny_datasets import make_all  # noqa: E402
 
 DEFAULTS = {
     # config, iterations, learning rate, image size. Measured: Mask R-CNN

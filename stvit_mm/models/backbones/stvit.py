@@ -446,9 +446,10 @@ class STViT(BaseModule):
     def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Run a block, a stem or a downsample, checkpointed under with_cp
         when anything in it needs gradients."""
-        needs_grad = x.requires_grad or any(
-            p.requires_grad for p in block.parameters())
-        if self.with_cp and needs_grad and torch.is_grad_enabled():
+        # with_cp first: the parameter scan stays off the plain path
+        if self.with_cp and torch.is_grad_enabled() and (
+                x.requires_grad
+                or any(p.requires_grad for p in block.parameters())):
             return cp.checkpoint(
                 block, x, use_reentrant=False,
                 context_fn=lambda: (nullcontext(),
