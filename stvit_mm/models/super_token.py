@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from stvit_mm.models import fused_ops
 EPS = 1e-12  # guards the association-weight normalisation, as in the paper
 
 # Observer of the final association, for visualisation (see
@@ -67,12 +68,14 @@ def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
     x = tokens.reshape(batch, -1, channels)
     num_tokens = x.shape[1]
     head_dim = channels // num_heads
-    qkv = F.linear(x, qkv_weight.reshape(3 * channels, channels), qkv_bias)
+    qkv = fused_ops.linear(x, qkv_weight.reshape(3 * channels, channels),
+                           qkv_bias)
     qkv = qkv.view(batch, num_tokens, num_heads, 3, head_dim)
     q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, d)
     out = F.scaled_dot_product_attention(q, k, v)  # scale = d ** -0.5
     out = out.transpose(1, 2).reshape(batch, num_tokens, channels)
-    out = F.linear(out, proj_weight.reshape(channels, channels), proj_bias)
+    out = fused_ops.linear(out, proj_weight.reshape(channels, channels),
+                           proj_bias)
     return out.view(shape)
 
 

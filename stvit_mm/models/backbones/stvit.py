@@ -20,9 +20,10 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from stvit_mm.utils.checkpoint import load_pretrained_backbone
+from stvit_mm.models import fused_ops
 from stvit_mm.models.super_token import (multi_head_self_attention,
                                           super_token_attention)
+from stvit_mm.utils.checkpoint import load_pretrained_backbone
 
 
 class DropPath(nn.Module):
@@ -99,6 +100,32 @@ class ConvMlp(nn.Module):
                                                       -1)
         y = F.linear(y, self.fc2.weight.flatten(1), self.fc2.bias)
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+    def forward_inference(self, x: torch.Tensor, norm: nn.BatchNorm2d,
+                          residual: torch.Tensor,
+                          scale: Optional[torch.Tensor]) -> torch.Tensor:
+        """``residual + scale * mlp(norm(x))`` for inference with ``norm`` in
+        eval mode, all (B, C, H, W) channels-last.
+
+        The BatchNorm is folded into fc1 and the layer scale into fc2, so
+        fc1 + GELU and fc2 + residual add each run as one fused kernel (see
+        :mod:`fused_ops`); the same function as the plain path.
+        """
+        batch, _, height, width = x.shape
+
+        def flat(t):  # (B, C, H, W) channels-last -> (B, HW, C), a view
+            return t.permute(0, 2, 3, 1).reshape(batch, height * width, -1)
+
+        weight, bias = fused_ops.fold_batch_norm(
+            norm, self.fc1.weight.flatten(1), self.fc1.bias)
+        y = fused_ops.linear(flat(x), weight, bias, gelu=True)
+        y = self.conv(y.view(batch, height, width, -1).permute(0, 3, 1, 2))
+        weight, bias = self.fc2.weight.flatten(1), self.fc2.bias
+        if scale is not None:
+            scale = scale.flatten()
+            weight, bias = weight * scale[:, None], bias * scale
+        out = fused_ops.linear(flat(y), weight, bias, residual=flat(residual))
+        return out.view(batch, height, width, -1).permute(0, 3, 1, 2)
 
 
 class TokenMixer(nn.Module):
@@ -188,10 +215,36 @@ class STViTBlock(nn.Module):
         if self.layer_scale:
             attn = self.gamma_1 * attn
         x = self.drop_path(attn).add_(x)
+        if self._inference_mlp(x):
+            return self.mlp2.forward_inference(
+                x, self.norm2, x, self.gamma_2 if self.layer_scale else None)
         mlp = self.mlp2(self.norm2(x))
         if self.layer_scale:
             mlp = self.gamma_2 * mlp
         return self.drop_path(mlp).add_(x)
+
+
+    def _inference_mlp(self, x: torch.Tensor) -> bool:
+        """Whether the MLP branch can take its fused inference form: no
+        gradients, BatchNorm on running statistics, no stochastic depth."""
+        return (fused_ops.compute_dtype(x) is not None
+                and not self.norm2.training
+                and self.norm2.track_running_stats
+                and not (self.training and self.drop_path.drop_prob > 0)
+                and not (torch.is_grad_enabled() and any(
+                    p.requires_grad for p in self.parameters())))
+
+
+class ConvStem(nn.Sequential):
+    """Four (3x3 conv, GELU, BatchNorm) triples, strides 2, 1, 2, 1; a
+    Sequential so that the official keys ``proj.<i>.*`` load unchanged.
+    Each conv + GELU runs as one fused kernel in CPU inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C, H / 4, W / 4) (rounded up)."""
+        for i in range(0, len(self), 3):
+            x = self[i + 2](fused_ops.conv2d_gelu(self[i], x))
+        return x
 
 
 @contextmanager
@@ -319,7 +372,7 @@ class STViT(BaseModule):
             stem += [nn.Conv2d(stem_dims[i], stem_dims[i + 1], 3, stride, 1),
                      nn.GELU(), nn.BatchNorm2d(stem_dims[i + 1])]
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Sequential(*stem)
+        self.patch_embed.proj = ConvStem(*stem)
 
         total_depth = sum(self.depths)
         rates = torch.linspace(0, drop_path_rate, total_depth).tolist()

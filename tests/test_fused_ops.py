@@ -1,0 +1,82 @@
+"""The fused CPU inference kernels compute the same function as the plain
+path, and step aside wherever they cannot apply."""
+import pytest
+import torch
+
+from stvit_mm.models import fused_ops
+from stvit_mm.models.backbones.stvit import STViT
+from stvit_mm.models.fused_ops import fused_kernels
+
+
+def _randomised(model):
+    """Non-trivial BatchNorm statistics and layer scales, so that folding
+    them into the GEMMs is actually exercised."""
+    gen = torch.Generator().manual_seed(1)
+
+    def uniform(t, low, high):
+        t.copy_(torch.rand(t.shape, generator=gen) * (high - low) + low)
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split('.')[-1] in ('gamma_1', 'gamma_2'):
+                uniform(p, 0.5, 1.5)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                uniform(m.running_mean, -1, 1)
+                uniform(m.running_var, 0.5, 2)
+                uniform(m.weight, 0.5, 1.5)
+                uniform(m.bias, -0.5, 0.5)
+    return model
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize('arch', ['s', 'b'])  # b has layer scale
+def test_fused_inference_equals_plain_path(arch):
+    model = _randomised(STViT(arch=arch, out_indices=(0, 1, 2, 3),
+                              stoken_size=[8, 4, 2, 1])).eval()
+    x = torch.randn(2, 3, 97, 130)
+    with torch.no_grad():
+        fused = model(x)
+        with fused_kernels(False):
+            plain = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    for f, p, b in zip(fused, plain, low):
+        assert _rel(f, p) < 1e-5
+        assert torch.isfinite(b.float()).all() and _rel(b, p) < 5e-2
+
+
+def test_fused_path_only_where_it_applies():
+    x = torch.randn(2, 8, 16)
+    with torch.no_grad():
+        assert fused_ops.compute_dtype(x) == torch.float32
+        with fused_kernels(False):
+            assert fused_ops.compute_dtype(x) is None
+        assert fused_ops.compute_dtype(x.double()) is None
+    assert fused_ops.compute_dtype(x.requires_grad_()) is None
+
+    # BatchNorm on batch statistics (train mode) cannot be folded: the
+    # block must then take the plain path and use the batch statistics.
+    model = _randomised(STViT(arch='s', out_indices=(0, 1, 2, 3)))
+    model.train()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        train_mode = model(images)
+        with fused_kernels(False):
+            plain = model(images)
+        model.eval()
+        eval_mode = model(images)
+    for t, p, e in zip(train_mode, plain, eval_mode):
+        assert _rel(t, p) < 1e-5
+        assert _rel(e, p) > 1e-2  # running statistics differ from batch ones
+
+
+def test_gradients_flow_through_plain_path():
+    model = STViT(arch='s', out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    sum(o.square().mean() for o in model(x)).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in model.parameters())
