@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stvit_mm.models import fused_ops
-from stvit_mm.models.backbones.stvit import STViT
+from stvit_mm.models.backbones.stvit import ConvMlp, STViT
 from stvit_mm.models.fused_ops import fused_kernels
 
 
@@ -33,8 +33,16 @@ def _rel(a, b):
     return ((a.float() - b.float()).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize('arch', ['s', 'b'])  # b has layer scale
-def test_fused_inference_equals_plain_path(arch):
+@pytest.mark.parametrize('arch,tile_bytes', [
+    ('s', None),      # default tiles: everything fits one
+    ('b', None),      # layer scale folded into fc2
+    ('s', 1 << 20),   # stage 1: one image per tile
+    ('s', 1 << 14),   # stage 1-2: one-row bands with halo rows
+    ('s', 1 << 17),   # several-row bands, a short last band
+])
+def test_fused_inference_equals_plain_path(arch, tile_bytes, monkeypatch):
+    if tile_bytes is not None:
+        monkeypatch.setattr(ConvMlp, 'TILE_BYTES', tile_bytes)
     model = _randomised(STViT(arch=arch, out_indices=(0, 1, 2, 3),
                               stoken_size=[8, 4, 2, 1])).eval()
     x = torch.randn(2, 3, 97, 130)
