@@ -130,3 +130,109 @@ def fold_batch_norm(bn: nn.BatchNorm2d, weight: torch.Tensor,
     if bias is not None:
         folded_bias = folded_bias + bias
     return weight * scale, folded_bias
+
+
+def _plain_linear(x: torch.Tensor, weight: torch.Tensor,
+                  bias: Optional[torch.Tensor],
+                  residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x @ weight.T + bias (+ residual) without addmm's bias-broadcast
+    copy; no autograd (used inside :class:`_ConvMlpFunction`)."""
+    if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(
+                x.contiguous(), residual.contiguous(), weight, bias, 'add')
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight,
+                                                  bias, 'none', [], '')
+    out = F.linear(x, weight, bias)
+    return out if residual is None else out.add_(residual)
+
+
+class _ConvMlpFunction(torch.autograd.Function):
+    """fc1, GELU, residual depthwise 3x3, fc2 with a hand-written backward.
+
+    Saves x, the fc1 output z and the conv-branch sum u, and recomputes
+    GELU(z) in backward instead of keeping it: 4C of the 13C values per
+    pixel autograd would keep. Also avoids addmm's bias copies and does the
+    residual's gradient sum in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, conv_weight, conv_bias, w2, b2, residual,
+                hw):
+        height, width = hw
+        batch = x.shape[0]
+        z = _plain_linear(x, w1, b1)  # (B, HW, rC)
+        hidden = z.shape[-1]
+
+        def image(t):  # (B, HW, rC) -> (B, rC, H, W) channels-last view
+            return t.view(batch, height, width, hidden).permute(0, 3, 1, 2)
+
+        y = F.gelu(z)
+        u = F.conv2d(image(y), conv_weight, conv_bias, 1, 1, 1, hidden)
+        u = u.permute(0, 2, 3, 1).reshape(batch, height * width, hidden)
+        u.add_(y)
+        del y  # recomputed in backward
+        out = _plain_linear(u, w2, b2, residual)
+        ctx.has_residual = residual is not None
+        ctx.save_for_backward(x, w1, z, conv_weight, u, w2)
+        ctx.hw = hw
+        ctx.has_bias = (b1 is not None, conv_bias is not None,
+                        b2 is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w1, z, conv_weight, u, w2 = ctx.saved_tensors
+        height, width = ctx.hw
+        batch, hidden = z.shape[0], z.shape[-1]
+        grad_out = grad_out.contiguous()
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_w2 = g2.t() @ u.reshape(-1, hidden)
+        grad_b2 = g2.sum(0) if ctx.has_bias[2] else None
+        grad_u = grad_out @ w2  # (B, HW, rC)
+
+        def image(t):
+            return t.view(batch, height, width, hidden).permute(0, 3, 1, 2)
+
+        y = F.gelu(z)
+        grad_y, grad_cw, grad_cb = torch.ops.aten.convolution_backward(
+            image(grad_u), image(y), conv_weight,
+            [hidden] if ctx.has_bias[1] else None, [1, 1], [1, 1], [1, 1],
+            False, [0, 0], hidden, [True, True, ctx.has_bias[1]])
+        del y
+        grad_y = grad_y.permute(0, 2, 3, 1).reshape(batch, height * width,
+                                                     hidden)
+        grad_z = torch.ops.aten.gelu_backward(grad_y.add_(grad_u), z)
+        del grad_y, grad_u
+        g1 = grad_z.reshape(-1, hidden)
+        grad_w1 = g1.t() @ x.reshape(-1, x.shape[-1])
+        grad_b1 = g1.sum(0) if ctx.has_bias[0] else None
+        grad_x = grad_z @ w1
+        grad_residual = grad_out if ctx.has_residual else None
+        return (grad_x, grad_w1, grad_b1, grad_cw, grad_cb, grad_w2, grad_b2,
+                grad_residual, None)
+
+
+def conv_mlp_train(x: torch.Tensor, fc1: nn.Conv2d, conv: nn.Conv2d,
+                   fc2: nn.Conv2d, hw,
+                   residual: Optional[torch.Tensor] = None
+                   ) -> Optional[torch.Tensor]:
+    """``residual + mlp(x)`` with the memory-lean backward of
+    :class:`_ConvMlpFunction`, or None where it does not apply (only CPU
+    fp32 without autocast and outside tracing/compiling; elsewhere
+    autograd's own path runs).
+
+    Args:
+        x: (B, H * W, C), NHWC pixels. hw: (H, W).
+        residual: (B, H * W, C) or None.
+
+    Returns:
+        torch.Tensor: (B, H * W, C).
+    """
+    if (not _enabled or x.device.type != 'cpu' or x.dtype != torch.float32
+            or torch.is_autocast_enabled('cpu') or _symbolic()):
+        return None
+    return _ConvMlpFunction.apply(x, fc1.weight.flatten(1), fc1.bias,
+                                  conv.weight, conv.bias,
+                                  fc2.weight.flatten(1), fc2.bias, residual,
+                                  tuple(hw))

@@ -85,6 +85,70 @@ def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
     return out.view(shape)
 
 
+def _gather(grid: torch.Tensor) -> torch.Tensor:
+    """(B, hh, ww, *rest) -> (B, hh * ww, 9, *rest), see gather_neighbours."""
+    batch, hh, ww, rest = grid.shape[0], grid.shape[1], grid.shape[2], \
+        tuple(grid.shape[3:])
+    padded = F.pad(grid, (0, 0) * len(rest) + (1, 1, 1, 1))
+    shifted = [padded[:, dy:dy + hh, dx:dx + ww]
+               for dy in range(3) for dx in range(3)]
+    return torch.stack(shifted, dim=3).view((batch, hh * ww, 9) + rest)
+
+
+def _scatter(values: torch.Tensor, hh: int, ww: int) -> torch.Tensor:
+    """(B, hh * ww, 9, *rest) -> (B, hh * ww, *rest), see
+    scatter_to_neighbours."""
+    batch, rest = values.shape[0], tuple(values.shape[3:])
+    values = values.view((batch, hh, ww, 9) + rest)
+    if _tracing():
+        # In-place slice updates export as chains of ScatterND and index
+        # maths (tens of thousands of ONNX nodes for STViT-S); padded copies
+        # summed in the same order give bit-identical sums (x + 0 == x).
+        out = None
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            term = F.pad(values[:, :, :, k],
+                         (0, 0) * len(rest) + (dx, 2 - dx, dy, 2 - dy))
+            out = term if out is None else out + term
+    else:
+        out = values.new_zeros((batch, hh + 2, ww + 2) + rest)
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            out[:, dy:dy + hh, dx:dx + ww] += values[:, :, :, k]
+    return out[:, 1:hh + 1, 1:ww + 1].reshape((batch, hh * ww) + rest)
+
+
+class _GatherNeighbours(torch.autograd.Function):
+    """Gather and scatter are each other's adjoint, so each one's backward
+    is the other: one pass, instead of autograd's nine zero-filled slice
+    gradients (gather) or a clone per in-place slice update (scatter)."""
+
+    @staticmethod
+    def forward(ctx, grid):
+        ctx.grid_size = grid.shape[1:3]
+        return _gather(grid)
+
+    @staticmethod
+    def backward(ctx, grad):
+        hh, ww = ctx.grid_size
+        out = _scatter(grad, hh, ww)
+        return out.view((out.shape[0], hh, ww) + tuple(out.shape[2:]))
+
+
+class _ScatterToNeighbours(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, values, hh, ww):
+        ctx.grid_size = (hh, ww)
+        return _scatter(values, hh, ww)
+
+    @staticmethod
+    def backward(ctx, grad):
+        hh, ww = ctx.grid_size
+        grid = grad.view((grad.shape[0], hh, ww) + tuple(grad.shape[2:]))
+        return _gather(grid), None, None
+
+
 def gather_neighbours(grid: torch.Tensor) -> torch.Tensor:
     """The 3x3 neighbourhood of every cell, zeros outside the grid.
 
@@ -95,11 +159,9 @@ def gather_neighbours(grid: torch.Tensor) -> torch.Tensor:
         torch.Tensor: (B, hh * ww, 9, C); slot k = 3 * dy + dx holds the
         super token at (i + dy - 1, j + dx - 1).
     """
-    batch, hh, ww, channels = grid.shape
-    padded = F.pad(grid, (0, 0, 1, 1, 1, 1))
-    shifted = [padded[:, dy:dy + hh, dx:dx + ww]
-               for dy in range(3) for dx in range(3)]
-    return torch.stack(shifted, dim=3).view(batch, hh * ww, 9, channels)
+    if _tracing() or not torch.is_grad_enabled():
+        return _gather(grid)
+    return _GatherNeighbours.apply(grid)
 
 
 def scatter_to_neighbours(values: torch.Tensor, hh: int,
@@ -113,24 +175,9 @@ def scatter_to_neighbours(values: torch.Tensor, hh: int,
     Returns:
         torch.Tensor: (B, hh * ww, *rest).
     """
-    batch, rest = values.shape[0], values.shape[3:]
-    values = values.view(batch, hh, ww, 9, *rest)
-    if _tracing():
-        # In-place slice updates export as chains of ScatterND and index
-        # maths (tens of thousands of ONNX nodes for STViT-S); padded copies
-        # summed in the same order give bit-identical sums (x + 0 == x).
-        out = None
-        for k in range(9):
-            dy, dx = divmod(k, 3)
-            term = F.pad(values[:, :, :, k],
-                         (0, 0) * len(rest) + (dx, 2 - dx, dy, 2 - dy))
-            out = term if out is None else out + term
-    else:
-        out = values.new_zeros((batch, hh + 2, ww + 2) + tuple(rest))
-        for k in range(9):
-            dy, dx = divmod(k, 3)
-            out[:, dy:dy + hh, dx:dx + ww] += values[:, :, :, k]
-    return out[:, 1:hh + 1, 1:ww + 1].reshape((batch, hh * ww) + tuple(rest))
+    if _tracing() or not torch.is_grad_enabled():
+        return _scatter(values, hh, ww)
+    return _ScatterToNeighbours.apply(values, hh, ww)
 
 
 def _weighted_mean(affinity: torch.Tensor, pixels: torch.Tensor,

@@ -89,22 +89,34 @@ class ConvMlp(nn.Module):
         self.conv = ResidualDWConv(hidden_channels)
         self.fc2 = nn.Conv2d(hidden_channels, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W), channels-last memory in and out.
+    def forward(self, x: torch.Tensor,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), channels-last memory in and out;
+        plus ``residual`` (same shape) when given.
 
         The 1x1 convs run as GEMMs on the NHWC view: torch's CPU conv picks
         a slow im2col path for them (measured: 37% of the backbone's time at
         800x1344), while F.linear on contiguous NHWC is one MKL GEMM.
         """
         batch, _, height, width = x.shape
+
+        def flat(t):  # (B, C, H, W) channels-last -> (B, HW, C), a view
+            return t.permute(0, 2, 3, 1).reshape(batch, height * width, -1)
+
+        res = None if residual is None else flat(residual)
+        if torch.is_grad_enabled():
+            y = fused_ops.conv_mlp_train(flat(x), self.fc1, self.conv.conv,
+                                         self.fc2, (height, width), res)
+            if y is not None:
+                return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
         # 3D (B, HW, C) inputs take torch's fused addmm path; 4D ones a
         # matmul plus copies.
-        y = F.linear(x.permute(0, 2, 3, 1).reshape(batch, height * width, -1),
-                     self.fc1.weight.flatten(1), self.fc1.bias)
+        y = F.linear(flat(x), self.fc1.weight.flatten(1), self.fc1.bias)
         y = self.act(y).view(batch, height, width, -1).permute(0, 3, 1, 2)
-        y = self.conv(y).permute(0, 2, 3, 1).reshape(batch, height * width,
-                                                      -1)
-        y = F.linear(y, self.fc2.weight.flatten(1), self.fc2.bias)
+        y = F.linear(flat(self.conv(y)), self.fc2.weight.flatten(1),
+                     self.fc2.bias)
+        if res is not None:
+            y = y.add_(res)  # in place: the GEMM output is fresh
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
 
     def forward_inference(self, x: torch.Tensor, norm: nn.BatchNorm2d,
@@ -279,6 +291,9 @@ class STViTBlock(nn.Module):
         if self._inference_mlp(x):
             return self.mlp2.forward_inference(
                 x, self.norm2, x, self.gamma_2 if self.layer_scale else None)
+        if not self.layer_scale and not (self.training
+                                         and self.drop_path.drop_prob > 0):
+            return self.mlp2(self.norm2(x), residual=x)
         mlp = self.mlp2(self.norm2(x))
         if self.layer_scale:
             mlp = self.gamma_2 * mlp
