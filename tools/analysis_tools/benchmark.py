@@ -1,6 +1,6 @@
 # Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
 """Speed and memory of STViT beside the toolboxes' own backbones, and the
-speed targets of the project, measured in one process on the same inputs.
+speed targets of the project, measured on the same inputs.
 
     python tools/analysis_tools/benchmark.py                 # full table + targets
     python tools/analysis_tools/benchmark.py --targets-only  # just the targets
@@ -15,16 +15,21 @@ peak; CPU: the peak resident set size above the level before the run, sampled
 every millisecond after returning freed memory to the OS).
 
 Writes a markdown table and a PNG chart (``--out``, default docs/benchmark).
-Timings are medians of ``--repeats`` runs after one warm-up.
+Timings are medians of ``--repeats`` runs after one warm-up. The targets time
+their contenders in one process, in alternation (round by round), and take
+CPU peak memory in a fresh process per model (see :func:`train_peak_mib`);
+the table measures model after model in one process.
 """
 import argparse
 import ctypes
+import multiprocessing
 import os
 import os.path as osp
 import platform
 import statistics
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 import torch
@@ -145,30 +150,99 @@ def time_inference(model, x, precision, repeats):
     return statistics.median(times), mem.peak_mib, finite
 
 
+def _train_step(model, x, precision):
+    device = x.device.type
+    with _autocast(device, precision):
+        loss = sum(o.float().square().mean() for o in model(x))
+    loss.backward()
+    for p in model.parameters():
+        p.grad = None
+
+
 def time_train_step(model, x, precision, repeats):
     """Median seconds per forward + backward, peak MiB."""
     device = x.device.type
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    def step():
-        with _autocast(device, precision):
-            loss = sum(o.float().square().mean() for o in model(x))
-        loss.backward()
-        for p in params:
-            p.grad = None
-
-    step()
+    _train_step(model, x, precision)
     _sync(device)
     times = []
     with PeakMemory(device) as mem:
         for _ in range(repeats):
             start = time.perf_counter()
-            step()
+            _train_step(model, x, precision)
             _sync(device)
             times.append(time.perf_counter() - start)
     model.eval()
     return statistics.median(times), mem.peak_mib
+
+
+def compare_inference(runs, x, repeats):
+    """Median seconds per forward of each (model, precision) run, timed in
+    alternation (each round does every run once), so that a drift in the
+    machine's speed hits all of them alike.
+
+    Returns:
+        tuple: (list of median seconds, whether every output was finite).
+    """
+    device = x.device.type
+    times = [[] for _ in runs]
+    finite = True
+    with torch.no_grad():
+        for model, precision in runs:
+            with _autocast(device, precision):
+                model(x)
+        for _ in range(repeats):
+            for (model, precision), record in zip(runs, times):
+                _sync(device)
+                start = time.perf_counter()
+                with _autocast(device, precision):
+                    outs = model(x)
+                _sync(device)
+                record.append(time.perf_counter() - start)
+                finite = finite and all(
+                    torch.isfinite(o.float()).all().item() for o in outs)
+    return [statistics.median(t) for t in times], finite
+
+
+def compare_train_steps(models, x, repeats):
+    """Median fp32 training-step seconds of each model, timed in
+    alternation like :func:`compare_inference`."""
+    device = x.device.type
+    times = [[] for _ in models]
+    for model in models:
+        model.train()
+        _train_step(model, x, 'fp32')
+    for _ in range(repeats):
+        for model, record in zip(models, times):
+            _sync(device)
+            start = time.perf_counter()
+            _train_step(model, x, 'fp32')
+            _sync(device)
+            record.append(time.perf_counter() - start)
+    for model in models:
+        model.eval()
+    return [statistics.median(t) for t in times]
+
+
+def _train_peak_mib(name, dense, with_cp, shape, device, threads):
+    torch.set_num_threads(threads)
+    model = build_backbone(name, dense=dense, with_cp=with_cp).to(device)
+    x = torch.randn(*shape, device=device)
+    return time_train_step(model, x, 'fp32', 2)[1]
+
+
+def train_peak_mib(name, x, dense=True, with_cp=False):
+    """Peak memory of a training step. On CPU it is measured in a fresh
+    process per model: the resident set size also counts heap that earlier
+    models left fragmented (measured: the same with_cp run read 1206 MiB
+    alone and 1927 MiB after two other models)."""
+    args = (name, dense, with_cp, tuple(x.shape), x.device.type,
+            torch.get_num_threads())
+    if x.device.type == 'cuda':
+        return _train_peak_mib(*args)
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_train_peak_mib, *args).result()
 
 
 def matmul_rate(device, size=2048, repeats=5):
@@ -198,8 +272,8 @@ def measure_targets(device, repeats, compile_check=True, quick=False):
     swin = build_backbone('Swin-T').to(device)
     stvit_dense = build_backbone('STViT-S', dense=True).to(device)
     x = torch.randn(1, 3, *dense_hw, device=device)
-    t_swin, _, _ = time_inference(swin, x, 'fp32', reps)
-    t_st, _, _ = time_inference(stvit_dense, x, 'fp32', reps)
+    (t_st, t_swin), _ = compare_inference(
+        [(stvit_dense, 'fp32'), (swin, 'fp32')], x, reps)
     rows.append((f'1. STViT-S [16,8,2,1] / Swin-T, inference 1x3x'
                  f'{dense_hw[0]}x{dense_hw[1]} fp32',
                  f'{t_st:.3f}s / {t_swin:.3f}s = {t_st / t_swin:.2f}x',
@@ -207,10 +281,11 @@ def measure_targets(device, repeats, compile_check=True, quick=False):
 
     stvit = build_backbone('STViT-S').to(device)
     xb = torch.randn(small_batch, 3, side, side, device=device)
-    t_b, _, _ = time_inference(stvit, xb, 'fp32', reps)
+    rate = matmul_rate(device, 512 if quick else 2048)
+    (t_b, t_half), finite = compare_inference(
+        [(stvit, 'fp32'), (stvit, 'amp')], xb, reps)
     flops_per_image = 4.4e9 * (side / 224)**2  # the FLOPs tool's count
     achieved = flops_per_image * small_batch / t_b
-    rate = matmul_rate(device, 512 if quick else 2048)
     # The goal is stated with the FLOPs tool's count (fvcore: one
     # multiply-add = one FLOP) against a GEMM rate of 2 FLOPs per
     # multiply-add; the same-convention ratio is printed beside it.
@@ -222,20 +297,18 @@ def measure_targets(device, repeats, compile_check=True, quick=False):
                  f'{2 * achieved / rate:.0%})', '>= 50%',
                  achieved / rate >= 0.5))
 
-    t_tr_st, m_st = time_train_step(stvit_dense, x, 'fp32', reps)
-    t_tr_sw, m_sw = time_train_step(swin, x, 'fp32', reps)
+    t_tr_st, t_tr_sw = compare_train_steps([stvit_dense, swin], x, reps)
+    m_st, m_sw = (train_peak_mib('STViT-S', x), train_peak_mib('Swin-T', x))
     rows.append(('3a. training step STViT-S vs Swin-T (time)',
                  f'{t_tr_st:.2f}s vs {t_tr_sw:.2f}s', 'faster',
                  t_tr_st < t_tr_sw))
     rows.append(('3b. training step STViT-S vs Swin-T (peak memory)',
                  f'{m_st:.0f} vs {m_sw:.0f} MiB', 'lower', m_st < m_sw))
-    stvit_cp = build_backbone('STViT-S', dense=True, with_cp=True).to(device)
-    _, m_cp = time_train_step(stvit_cp, x, 'fp32', reps)
+    m_cp = train_peak_mib('STViT-S', x, with_cp=True)
     cut = 1 - m_cp / m_st if m_st > 0 else 0.
     rows.append(('3c. with_cp peak-memory cut', f'{m_st:.0f} -> {m_cp:.0f} '
                  f'MiB = -{cut:.0%}', '>= 40%', cut >= 0.4))
 
-    t_half, _, finite = time_inference(stvit, xb, 'amp', reps)
     low = 'bf16' if device == 'cpu' else 'fp16'
     rows.append((f'4. {low} autocast inference speed-up, {small_batch}x3x'
                  f'{side}x{side}',
