@@ -90,10 +90,20 @@ def test_gradients_flow_through_plain_path():
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize('with_residual', [True, False])
-def test_mlp_training_backward_equals_autograd(with_residual):
-    """The MLP's hand-written backward (GELU recomputed, not stored) gives
-    autograd's gradients for the input, the residual and every weight."""
+@pytest.mark.parametrize('with_residual,tile_bytes', [
+    (True, None),          # one tile
+    (False, None),
+    (True, 64 * 13 * 4),   # one-row bands: a halo on both sides
+    (True, 64 * 13 * 12),  # 3-row bands, a short last band
+    (False, 64 * 9 * 13 * 4),  # one image per tile
+])
+def test_mlp_training_backward_equals_autograd(with_residual, tile_bytes,
+                                               monkeypatch):
+    """The MLP's hand-written, tiled backward (GELU recomputed, not stored)
+    gives autograd's gradients for the input, the residual and every
+    weight."""
+    if tile_bytes is not None:
+        monkeypatch.setattr(ConvMlp, 'TILE_BYTES', tile_bytes)
     torch.manual_seed(0)
     mlp = ConvMlp(16, 64)
     x = torch.randn(2, 16, 9, 13).contiguous(

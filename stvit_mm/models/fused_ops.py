@@ -147,92 +147,165 @@ def _plain_linear(x: torch.Tensor, weight: torch.Tensor,
     return out if residual is None else out.add_(residual)
 
 
-class _ConvMlpFunction(torch.autograd.Function):
-    """fc1, GELU, residual depthwise 3x3, fc2 with a hand-written backward.
+def mlp_tiles(batch: int, height: int, width: int, hidden: int,
+              itemsize: int, tile_bytes: int):
+    """Split a (B, H, W, hidden) activation into tiles of about
+    ``tile_bytes``: groups of whole images, or bands of rows of one image.
 
-    Saves x, the fc1 output z and the conv-branch sum u, and recomputes
-    GELU(z) in backward instead of keeping it: 4C of the 13C values per
-    pixel autograd would keep. Also avoids addmm's bias copies and does the
-    residual's gradient sum in place.
+    Yields:
+        tuple[slice, slice, slice]: images, rows, and the rows widened by one
+        neighbouring row each side where there is one (the halo a 3x3 conv
+        needs to produce ``rows`` exactly).
+    """
+    whole = slice(0, height)
+    image_bytes = height * width * hidden * itemsize
+    if batch * image_bytes <= tile_bytes:
+        yield slice(0, batch), whole, whole
+    elif image_bytes <= tile_bytes:
+        per_tile = tile_bytes // image_bytes
+        for start in range(0, batch, per_tile):
+            yield slice(start, min(batch, start + per_tile)), whole, whole
+    else:
+        band = max(1, tile_bytes // (width * hidden * itemsize))
+        for b in range(batch):
+            for start in range(0, height, band):
+                rows = slice(start, min(height, start + band))
+                halo = slice(max(0, start - 1), min(height, rows.stop + 1))
+                yield slice(b, b + 1), rows, halo
+
+
+def _dw3x3_rows(t: torch.Tensor, weight: torch.Tensor, rows: slice,
+                halo: slice) -> torch.Tensor:
+    """Depthwise 3x3 correlation of an NHWC tile spanning ``halo`` rows,
+    evaluated on ``rows`` only: zero rows stand in for missing neighbours
+    (image borders). (n, halo rows, W, R) -> (n, rows, W, R)."""
+    top = 1 - (rows.start - halo.start)  # 1: no real row above
+    bottom = 1 - (halo.stop - rows.stop)
+    if top != bottom:
+        t = F.pad(t, (0, 0, 0, 0, top, bottom))
+        top = 0
+    out = F.conv2d(t.permute(0, 3, 1, 2), weight, None, 1, (top, 1), 1,
+                   weight.shape[0])
+    return out.permute(0, 2, 3, 1)
+
+
+def _dw3x3_weight_grad(grad: torch.Tensor, t: torch.Tensor,
+                       weight: torch.Tensor, rows: slice, halo: slice):
+    """Weight and bias gradients of :func:`_dw3x3_rows` for output gradient
+    ``grad`` (n, rows, W, R) and input tile ``t`` (n, halo rows, W, R)."""
+    top = 1 - (rows.start - halo.start)
+    bottom = 1 - (halo.stop - rows.stop)
+    if top != bottom:
+        t = F.pad(t, (0, 0, 0, 0, top, bottom))
+        top = 0
+    channels = weight.shape[0]
+    _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+        grad.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2), weight, [channels],
+        [1, 1], [top, 1], [1, 1], False, [0, 0], channels,
+        [False, True, True])
+    return grad_weight, grad_bias
+
+
+class _ConvMlpFunction(torch.autograd.Function):
+    """``residual + fc2(u)``, ``u = y + dw3x3(y)``, ``y = GELU(fc1(x))``,
+    with a hand-written backward, on NHWC (B, H, W, C) tensors.
+
+    Keeps x, z = fc1(x) and u for backward, not y (recomputed from z): 4C of
+    the 13C values per pixel autograd would keep. Past the fc1 GEMM, forward
+    and backward run tile by tile (:func:`mlp_tiles`), so that y, the conv
+    output and the hidden gradients live in cache, not in fresh full-size
+    tensors; the weight gradients are summed over tiles.
     """
 
     @staticmethod
     def forward(ctx, x, w1, b1, conv_weight, conv_bias, w2, b2, residual,
-                hw):
-        height, width = hw
-        batch = x.shape[0]
-        z = _plain_linear(x, w1, b1)  # (B, HW, rC)
+                tile_bytes):
+        batch, height, width, channels = x.shape
+        z = _plain_linear(x.reshape(batch, -1, channels), w1, b1)
         hidden = z.shape[-1]
-
-        def image(t):  # (B, HW, rC) -> (B, rC, H, W) channels-last view
-            return t.view(batch, height, width, hidden).permute(0, 3, 1, 2)
-
-        y = F.gelu(z)
-        u = F.conv2d(image(y), conv_weight, conv_bias, 1, 1, 1, hidden)
-        u = u.permute(0, 2, 3, 1).reshape(batch, height * width, hidden)
-        u.add_(y)
-        del y  # recomputed in backward
-        out = _plain_linear(u, w2, b2, residual)
-        ctx.has_residual = residual is not None
+        z = z.view(batch, height, width, hidden)
+        u = torch.empty_like(z)
+        out = x.new_empty((batch, height, width, w2.shape[0]))
+        tiles = list(mlp_tiles(batch, height, width, hidden, x.element_size(),
+                               tile_bytes))
+        for images, rows, halo in tiles:
+            y = F.gelu(z[images, halo])
+            inner = slice(rows.start - halo.start, rows.stop - halo.start)
+            conv = _dw3x3_rows(y, conv_weight, rows, halo)
+            if conv_bias is not None:
+                conv.add_(conv_bias)
+            torch.add(conv, y[:, inner], out=u[images, rows])
+            n = conv.shape[0]
+            res = None if residual is None else \
+                residual[images, rows].reshape(n, -1, residual.shape[-1])
+            out[images, rows] = _plain_linear(
+                u[images, rows].reshape(n, -1, hidden), w2, b2, res).view(
+                    n, rows.stop - rows.start, width, -1)
         ctx.save_for_backward(x, w1, z, conv_weight, u, w2)
-        ctx.hw = hw
+        ctx.tiles = tiles
         ctx.has_bias = (b1 is not None, conv_bias is not None,
                         b2 is not None)
+        ctx.has_residual = residual is not None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, w1, z, conv_weight, u, w2 = ctx.saved_tensors
-        height, width = ctx.hw
-        batch, hidden = z.shape[0], z.shape[-1]
+        batch, height, width, channels = x.shape
+        hidden = z.shape[-1]
         grad_out = grad_out.contiguous()
-        g2 = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_w2 = g2.t() @ u.reshape(-1, hidden)
+        g2 = grad_out.view(-1, grad_out.shape[-1])
+        grad_w2 = g2.t() @ u.view(-1, hidden)
         grad_b2 = g2.sum(0) if ctx.has_bias[2] else None
-        grad_u = grad_out @ w2  # (B, HW, rC)
-
-        def image(t):
-            return t.view(batch, height, width, hidden).permute(0, 3, 1, 2)
-
-        y = F.gelu(z)
-        grad_y, grad_cw, grad_cb = torch.ops.aten.convolution_backward(
-            image(grad_u), image(y), conv_weight,
-            [hidden] if ctx.has_bias[1] else None, [1, 1], [1, 1], [1, 1],
-            False, [0, 0], hidden, [True, True, ctx.has_bias[1]])
-        del y
-        grad_y = grad_y.permute(0, 2, 3, 1).reshape(batch, height * width,
-                                                     hidden)
-        grad_z = torch.ops.aten.gelu_backward(grad_y.add_(grad_u), z)
-        del grad_y, grad_u
-        g1 = grad_z.reshape(-1, hidden)
-        grad_w1 = g1.t() @ x.reshape(-1, x.shape[-1])
-        grad_b1 = g1.sum(0) if ctx.has_bias[0] else None
-        grad_x = grad_z @ w1
+        flipped = conv_weight.flip(-1, -2)  # correlation's adjoint
+        grad_x = torch.empty_like(x)
+        grad_w1 = torch.zeros_like(w1)
+        grad_b1 = w1.new_zeros(hidden)
+        grad_cw = torch.zeros_like(conv_weight)
+        grad_cb = w1.new_zeros(hidden)
+        for images, rows, halo in ctx.tiles:
+            n, n_rows = grad_out[images].shape[0], rows.stop - rows.start
+            inner = slice(rows.start - halo.start, rows.stop - halo.start)
+            grad_u = grad_out[images, halo] @ w2  # (n, halo rows, W, R)
+            y = F.gelu(z[images, halo])
+            grad_y = _dw3x3_rows(grad_u, flipped, rows, halo)
+            gw, gb = _dw3x3_weight_grad(grad_u[:, inner], y, conv_weight,
+                                        rows, halo)
+            grad_cw += gw
+            grad_cb += gb
+            del y
+            grad_y += grad_u[:, inner]
+            grad_z = torch.ops.aten.gelu_backward(grad_y, z[images, rows])
+            grad_z = grad_z.reshape(-1, hidden)
+            grad_w1.addmm_(grad_z.t(), x[images, rows].reshape(-1, channels))
+            grad_b1 += grad_z.sum(0)
+            grad_x[images, rows] = (grad_z @ w1).view(n, n_rows, width,
+                                                      channels)
         grad_residual = grad_out if ctx.has_residual else None
-        return (grad_x, grad_w1, grad_b1, grad_cw, grad_cb, grad_w2, grad_b2,
-                grad_residual, None)
+        return (grad_x, grad_w1, grad_b1 if ctx.has_bias[0] else None,
+                grad_cw, grad_cb if ctx.has_bias[1] else None, grad_w2,
+                grad_b2, grad_residual, None)
 
 
 def conv_mlp_train(x: torch.Tensor, fc1: nn.Conv2d, conv: nn.Conv2d,
-                   fc2: nn.Conv2d, hw,
+                   fc2: nn.Conv2d, tile_bytes: int,
                    residual: Optional[torch.Tensor] = None
                    ) -> Optional[torch.Tensor]:
-    """``residual + mlp(x)`` with the memory-lean backward of
+    """``residual + mlp(x)`` with the tiled, memory-lean backward of
     :class:`_ConvMlpFunction`, or None where it does not apply (only CPU
     fp32 without autocast and outside tracing/compiling; elsewhere
     autograd's own path runs).
 
     Args:
-        x: (B, H * W, C), NHWC pixels. hw: (H, W).
-        residual: (B, H * W, C) or None.
+        x: (B, H, W, C) NHWC pixels. residual: (B, H, W, C_out) or None.
+        tile_bytes: hidden-activation bytes per tile.
 
     Returns:
-        torch.Tensor: (B, H * W, C).
+        torch.Tensor: (B, H, W, C_out).
     """
     if (not _enabled or x.device.type != 'cpu' or x.dtype != torch.float32
             or torch.is_autocast_enabled('cpu') or _symbolic()):
         return None
-    return _ConvMlpFunction.apply(x, fc1.weight.flatten(1), fc1.bias,
-                                  conv.weight, conv.bias,
-                                  fc2.weight.flatten(1), fc2.bias, residual,
-                                  tuple(hw))
+    return _ConvMlpFunction.apply(
+        x, fc1.weight.flatten(1), fc1.bias, conv.weight, conv.bias,
+        fc2.weight.flatten(1), fc2.bias, residual, tile_bytes)

@@ -103,12 +103,14 @@ class ConvMlp(nn.Module):
         def flat(t):  # (B, C, H, W) channels-last -> (B, HW, C), a view
             return t.permute(0, 2, 3, 1).reshape(batch, height * width, -1)
 
-        res = None if residual is None else flat(residual)
         if torch.is_grad_enabled():
-            y = fused_ops.conv_mlp_train(flat(x), self.fc1, self.conv.conv,
-                                         self.fc2, (height, width), res)
+            y = fused_ops.conv_mlp_train(
+                x.permute(0, 2, 3, 1), self.fc1, self.conv.conv, self.fc2,
+                self._tile_bytes(x.shape[1]),
+                None if residual is None else residual.permute(0, 2, 3, 1))
             if y is not None:
-                return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
+                return y.permute(0, 3, 1, 2)
+        res = None if residual is None else flat(residual)
         # 3D (B, HW, C) inputs take torch's fused addmm path; 4D ones a
         # matmul plus copies.
         y = F.linear(flat(x), self.fc1.weight.flatten(1), self.fc1.bias)
@@ -118,6 +120,11 @@ class ConvMlp(nn.Module):
         if res is not None:
             y = y.add_(res)  # in place: the GEMM output is fresh
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+    def _tile_bytes(self, channels: int) -> int:
+        """Wide layers are bound by arithmetic, not memory: one tile."""
+        return self.TILE_BYTES if channels < self.TILE_MAX_CHANNELS else \
+            1 << 62
 
     def forward_inference(self, x: torch.Tensor, norm: nn.BatchNorm2d,
                           residual: torch.Tensor,
@@ -162,42 +169,14 @@ class ConvMlp(nn.Module):
                                    b2, residual=res)
             return out.view(n, n_rows, width, channels)
 
-        whole = slice(0, height)
-        image_bytes = height * width * hidden * x.element_size()
-        # Wide layers are bound by arithmetic, not memory: one big GEMM each
-        # (halo rows would only add work), as when everything fits a tile.
-        if (channels >= self.TILE_MAX_CHANNELS
-                or batch * image_bytes <= self.TILE_BYTES):
-            return run(slice(0, batch), whole, whole).permute(0, 3, 1, 2)
+        tiles = list(fused_ops.mlp_tiles(batch, height, width, hidden,
+                                         x.element_size(),
+                                         self._tile_bytes(channels)))
+        if len(tiles) == 1:
+            return run(*tiles[0]).permute(0, 3, 1, 2)
         out = residual.new_empty(residual.shape)
-        if image_bytes <= self.TILE_BYTES:
-            per_tile = self.TILE_BYTES // image_bytes
-            for start in range(0, batch, per_tile):
-                images = slice(start, min(batch, start + per_tile))
-                out[images] = run(images, whole, whole)
-        else:
-            row_bytes = width * hidden * x.element_size()
-            band = max(1, self.TILE_BYTES // row_bytes)
-            for b in range(batch):
-                for start in range(0, height, band):
-                    rows = slice(start, min(height, start + band))
-                    halo = slice(max(0, start - 1), min(height, rows.stop + 1))
-                    out[b:b + 1, rows] = run(slice(b, b + 1), rows, halo)
-        return out.permute(0, 3, 1, 2)
-        out = residual.new_empty(residual.shape)
-        if image_bytes <= self.TILE_BYTES:
-            per_tile = max(1, self.TILE_BYTES // max(image_bytes, 1))
-            whole = slice(0, height)
-            for start in range(0, batch, per_tile):
-                run(slice(start, min(batch, start + per_tile)), whole, whole)
-        else:
-            band = max(1, self.TILE_BYTES // (width * hidden *
-                                              x.element_size()))
-            for b in range(batch):
-                for start in range(0, height, band):
-                    stop = min(height, start + band)
-                    run(slice(b, b + 1), slice(start, stop),
-                        slice(max(0, start - 1), min(height, stop + 1)))
+        for images, rows, halo in tiles:
+            out[images, rows] = run(images, rows, halo)
         return out.permute(0, 3, 1, 2)
 
 
