@@ -1,5 +1,6 @@
 # Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
-"""Fused oneDNN kernels for CPU inference, with plain-PyTorch fallbacks.
+"""Fused oneDNN kernels and a tiled MLP for the CPU, with plain-PyTorch
+fallbacks.
 
 On CPU a large share of the backbone's time is not arithmetic but passes over
 memory: the bias broadcast that ``addmm`` copies into its output, a separate
@@ -8,8 +9,10 @@ every freshly allocated full-size tensor. oneDNN applies bias, GELU and a
 residual add in the GEMM's (or conv's) epilogue, so those passes vanish.
 
 The fused kernels have no autograd formula, so they are used only where no
-gradient is needed, on CPU tensors in fp32 or bf16 (autocast), and never while
-tracing, exporting or compiling (those see, and may fuse, the plain ops).
+gradient is needed, on CPU tensors in fp32 or bf16 (autocast); training on
+CPU in fp32 gets the MLP as one autograd Function with a hand-written, tiled
+backward (:class:`_ConvMlpFunction`). Nothing here runs while tracing,
+exporting or compiling (those see, and may fuse, the plain ops), nor on GPU.
 Everything else takes the plain path, which computes the same function.
 """
 from contextlib import contextmanager
@@ -98,7 +101,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
 
 
 def conv2d_gelu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``gelu(conv(x))`` for a zero-padded, ungrouped ``nn.Conv2d``;
+    """``gelu(conv(x))`` for a zero-padded ``nn.Conv2d``;
     (B, C_in, H, W) -> (B, C_out, H', W'), memory format of ``x`` kept."""
     dtype = compute_dtype(x)
     if (dtype is not None and conv.padding_mode == 'zeros'

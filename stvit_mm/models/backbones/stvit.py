@@ -284,7 +284,7 @@ class STViTBlock(nn.Module):
         gradients, BatchNorm on running statistics, no stochastic depth."""
         return (fused_ops.compute_dtype(x) is not None
                 and not self.norm2.training
-                and self.norm2.track_running_stats
+                and self.norm2.track_running_stats and self.norm2.affine
                 and not (self.training and self.drop_path.drop_prob > 0)
                 and not (torch.is_grad_enabled() and any(
                     p.requires_grad for p in self.parameters())))
