@@ -42,6 +42,11 @@ def _symbolic() -> bool:
             or torch.compiler.is_compiling())
 
 
+def _onednn_enabled() -> bool:
+    return torch.backends.mkldnn.is_available() and \
+        torch.backends.mkldnn.enabled
+
+
 def compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
     """The dtype a fused kernel should run ``x`` in, or None when the plain
     path must run (GPU, gradients, tracing, unsupported dtype, no oneDNN)."""
@@ -49,8 +54,7 @@ def compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
         return None
     if torch.is_grad_enabled() and x.requires_grad:
         return None
-    if not (torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled):
+    if not _onednn_enabled():
         return None
     dtype = (torch.get_autocast_dtype('cpu')
              if torch.is_autocast_enabled('cpu') else x.dtype)
@@ -140,7 +144,7 @@ def _plain_linear(x: torch.Tensor, weight: torch.Tensor,
                   residual: Optional[torch.Tensor] = None) -> torch.Tensor:
     """x @ weight.T + bias (+ residual) without addmm's bias-broadcast
     copy; no autograd (used inside :class:`_ConvMlpFunction`)."""
-    if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+    if _onednn_enabled():
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(
                 x.contiguous(), residual.contiguous(), weight, bias, 'add')
@@ -177,16 +181,24 @@ def mlp_tiles(batch: int, height: int, width: int, hidden: int,
                 yield slice(b, b + 1), rows, halo
 
 
-def _dw3x3_rows(t: torch.Tensor, weight: torch.Tensor, rows: slice,
-                halo: slice) -> torch.Tensor:
-    """Depthwise 3x3 correlation of an NHWC tile spanning ``halo`` rows,
-    evaluated on ``rows`` only: zero rows stand in for missing neighbours
-    (image borders). (n, halo rows, W, R) -> (n, rows, W, R)."""
+def _pad_rows(t: torch.Tensor, rows: slice, halo: slice):
+    """An NHWC tile spanning ``halo`` rows, and the vertical conv padding,
+    such that a 3x3 conv over it yields exactly ``rows``: zero rows stand in
+    for missing neighbours (image borders); an uneven pair is padded here,
+    an even one left to the conv."""
     top = 1 - (rows.start - halo.start)  # 1: no real row above
     bottom = 1 - (halo.stop - rows.stop)
     if top != bottom:
-        t = F.pad(t, (0, 0, 0, 0, top, bottom))
-        top = 0
+        return F.pad(t, (0, 0, 0, 0, top, bottom)), 0
+    return t, top
+
+
+def _dw3x3_rows(t: torch.Tensor, weight: torch.Tensor, rows: slice,
+                halo: slice) -> torch.Tensor:
+    """Depthwise 3x3 correlation of an NHWC tile spanning ``halo`` rows,
+    evaluated on ``rows`` only (see :func:`_pad_rows`).
+    (n, halo rows, W, R) -> (n, rows, W, R)."""
+    t, top = _pad_rows(t, rows, halo)
     out = F.conv2d(t.permute(0, 3, 1, 2), weight, None, 1, (top, 1), 1,
                    weight.shape[0])
     return out.permute(0, 2, 3, 1)
@@ -196,11 +208,7 @@ def _dw3x3_weight_grad(grad: torch.Tensor, t: torch.Tensor,
                        weight: torch.Tensor, rows: slice, halo: slice):
     """Weight and bias gradients of :func:`_dw3x3_rows` for output gradient
     ``grad`` (n, rows, W, R) and input tile ``t`` (n, halo rows, W, R)."""
-    top = 1 - (rows.start - halo.start)
-    bottom = 1 - (halo.stop - rows.stop)
-    if top != bottom:
-        t = F.pad(t, (0, 0, 0, 0, top, bottom))
-        top = 0
+    t, top = _pad_rows(t, rows, halo)
     channels = weight.shape[0]
     _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
         grad.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2), weight, [channels],
@@ -267,7 +275,7 @@ class _ConvMlpFunction(torch.autograd.Function):
         grad_cw = torch.zeros_like(conv_weight)
         grad_cb = w1.new_zeros(hidden)
         for images, rows, halo in ctx.tiles:
-            n, n_rows = grad_out[images].shape[0], rows.stop - rows.start
+            n, n_rows = images.stop - images.start, rows.stop - rows.start
             inner = slice(rows.start - halo.start, rows.stop - halo.start)
             grad_u = grad_out[images, halo] @ w2  # (n, halo rows, W, R)
             y = F.gelu(z[images, halo])

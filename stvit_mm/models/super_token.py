@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from stvit_mm.models import fused_ops
+
 EPS = 1e-12  # guards the association-weight normalisation, as in the paper
 
 # Observer of the final association, for visualisation (see

@@ -278,7 +278,6 @@ class STViTBlock(nn.Module):
             mlp = self.gamma_2 * mlp
         return self.drop_path(mlp).add_(x)
 
-
     def _inference_mlp(self, x: torch.Tensor) -> bool:
         """Whether the MLP branch can take its fused inference form: no
         gradients, BatchNorm on running statistics, no stochastic depth."""
