@@ -31,6 +31,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 
@@ -176,52 +177,60 @@ def time_train_step(model, x, precision, repeats):
     return statistics.median(times), mem.peak_mib
 
 
+def _alternate(steps, repeats, device, inspect=None):
+    """Median seconds of each zero-argument step, timed in alternation
+    (after one warm-up each, every round runs every step once), so that a
+    drift in the machine's speed hits all of them alike. ``inspect`` is
+    given each timed step's result, outside the timing."""
+    for step in steps:
+        step()
+    times = [[] for _ in steps]
+    for _ in range(repeats):
+        for step, record in zip(steps, times):
+            _sync(device)
+            start = time.perf_counter()
+            result = step()
+            _sync(device)
+            record.append(time.perf_counter() - start)
+            if inspect is not None:
+                inspect(result)
+    return [statistics.median(t) for t in times]
+
+
 def compare_inference(runs, x, repeats):
     """Median seconds per forward of each (model, precision) run, timed in
-    alternation (each round does every run once), so that a drift in the
-    machine's speed hits all of them alike.
+    alternation (see :func:`_alternate`).
 
     Returns:
         tuple: (list of median seconds, whether every output was finite).
     """
     device = x.device.type
-    times = [[] for _ in runs]
-    finite = True
-    with torch.no_grad():
-        for model, precision in runs:
+    finite = []
+
+    def forward(model, precision):
+        def step():
             with _autocast(device, precision):
-                model(x)
-        for _ in range(repeats):
-            for (model, precision), record in zip(runs, times):
-                _sync(device)
-                start = time.perf_counter()
-                with _autocast(device, precision):
-                    outs = model(x)
-                _sync(device)
-                record.append(time.perf_counter() - start)
-                finite = finite and all(
-                    torch.isfinite(o.float()).all().item() for o in outs)
-    return [statistics.median(t) for t in times], finite
+                return model(x)
+        return step
+
+    with torch.no_grad():
+        times = _alternate(
+            [forward(model, precision) for model, precision in runs],
+            repeats, device, inspect=lambda outs: finite.append(all(
+                torch.isfinite(o.float()).all().item() for o in outs)))
+    return times, all(finite)
 
 
 def compare_train_steps(models, x, repeats):
     """Median fp32 training-step seconds of each model, timed in
-    alternation like :func:`compare_inference`."""
-    device = x.device.type
-    times = [[] for _ in models]
+    alternation (see :func:`_alternate`)."""
     for model in models:
         model.train()
-        _train_step(model, x, 'fp32')
-    for _ in range(repeats):
-        for model, record in zip(models, times):
-            _sync(device)
-            start = time.perf_counter()
-            _train_step(model, x, 'fp32')
-            _sync(device)
-            record.append(time.perf_counter() - start)
+    times = _alternate([partial(_train_step, model, x, 'fp32')
+                        for model in models], repeats, x.device.type)
     for model in models:
         model.eval()
-    return [statistics.median(t) for t in times]
+    return times
 
 
 def _train_peak_mib(name, dense, with_cp, shape, device, threads):
