@@ -96,6 +96,31 @@ def official_to_mm(state_dict: Mapping) -> Dict[str, torch.Tensor]:
     return converted
 
 
+_MM_PARTS = ('backbone.', 'neck.', 'head.')
+
+
+def to_mm_format(state_dict: Mapping,
+                 source: str = 'state dict') -> Dict[str, torch.Tensor]:
+    """The one mm format from an official state dict (renamed) or from an
+    mmengine checkpoint of an STViT classifier, detector or segmentor (its
+    ``backbone.*``, ``neck.*`` and ``head.*`` tensors kept as they are; the
+    rest, e.g. a detector's ``rpn_head.*``, dropped).
+
+    Raises:
+        ValueError: when the state dict holds no STViT backbone weights.
+    """
+    if is_official_state_dict(state_dict):
+        return official_to_mm(state_dict)
+    converted = OrderedDict((key, value) for key, value in state_dict.items()
+                            if key.startswith(_MM_PARTS))
+    if not any(key.startswith('backbone.') for key in converted):
+        raise ValueError(
+            f'{source} holds no STViT backbone weights: expected official '
+            f'keys (patch_embed.*, layers.*) or mm keys (backbone.*), found '
+            f'e.g. {list(state_dict)[:5]}')
+    return converted
+
+
 def load_pretrained_backbone(module: nn.Module, filename: str,
                              prefix: Optional[str] = 'backbone.',
                              map_location='cpu') -> None:

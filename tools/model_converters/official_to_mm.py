@@ -1,11 +1,14 @@
 # Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
-"""Convert an official STViT checkpoint into the mm format shared by
-mmpretrain, mmdet and mmseg.
+"""Convert an official STViT checkpoint (or an mmengine checkpoint of a
+trained STViT model) into the mm format shared by mmpretrain, mmdet and mmseg.
 
     python tools/model_converters/official_to_mm.py stvit-s.pth stvit-s_mm.pth
 
 SRC may hold 'model', 'model_ema', 'state_dict' or a bare state dict, with or
 without 'module.' prefixes; it is read with torch's weights-only unpickler.
+Official keys are renamed; an mmengine checkpoint (e.g. a classifier trained
+with mmpretrain) keeps its backbone.*, neck.* and head.* tensors and loses
+the optimizer state and the rest of the runner's bookkeeping.
 DST is {'state_dict': {'backbone.*', 'neck.*', 'head.*'}} of tensors only:
 ``load_from=DST`` for a classifier, or
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``
@@ -18,12 +21,12 @@ import torch
 from mmengine.utils import mkdir_or_exist
 
 import stvit_mm  # noqa: F401  (allow-lists argparse.Namespace for loading)
-from stvit_mm.utils import load_checkpoint_file, official_to_mm, pick_state_dict
+from stvit_mm.utils import load_checkpoint_file, pick_state_dict, to_mm_format
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official STViT checkpoint')
+    parser.add_argument('src', help='official STViT checkpoint, or an mmengine checkpoint of an STViT model')
     parser.add_argument('dst', help='output path')
     parser.add_argument('--ema', action='store_true',
                         help="convert the 'model_ema' weights instead")
@@ -32,8 +35,8 @@ def parse_args(argv=None):
 
 def convert(src: str, dst: str, use_ema: bool = False) -> dict:
     checkpoint = load_checkpoint_file(src)
-    state_dict = official_to_mm(
-        pick_state_dict(checkpoint, use_ema=use_ema, source=src))
+    state_dict = to_mm_format(
+        pick_state_dict(checkpoint, use_ema=use_ema, source=src), source=src)
     state_dict = {k: v.contiguous().clone() for k, v in state_dict.items()}
     mkdir_or_exist(osp.dirname(osp.abspath(dst)))
     torch.save({'state_dict': state_dict}, dst)
