@@ -6,6 +6,8 @@ tensors only: it initialises an mmpretrain classifier (``load_from``) and the
 backbone of a detector or segmentor (``init_cfg=dict(type='Pretrained',
 checkpoint=..., prefix='backbone.')``).
 """
+import os
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional
@@ -119,6 +121,21 @@ def to_mm_format(state_dict: Mapping,
             f'keys (patch_embed.*, layers.*) or mm keys (backbone.*), found '
             f'e.g. {list(state_dict)[:5]}')
     return converted
+
+
+def convert_checkpoint(src: str, dst: str,
+                       use_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """Write ``src`` (official, or an mmengine checkpoint of an STViT model)
+    to ``dst`` in the mm format, tensors only, and return its state dict."""
+    checkpoint = load_checkpoint_file(src)
+    state_dict = to_mm_format(
+        pick_state_dict(checkpoint, use_ema=use_ema, source=src), source=src)
+    state_dict = OrderedDict(
+        (key, value.contiguous().clone()) for key, value in state_dict.items())
+    dst_dir = osp.dirname(osp.abspath(dst))
+    os.makedirs(dst_dir, exist_ok=True)
+    torch.save({'state_dict': state_dict}, dst)
+    return state_dict
 
 
 def load_pretrained_backbone(module: nn.Module, filename: str,

@@ -15,13 +15,9 @@ DST is {'state_dict': {'backbone.*', 'neck.*', 'head.*'}} of tensors only:
 for the backbone of a detector or segmentor.
 """
 import argparse
-import os.path as osp
-
-import torch
-from mmengine.utils import mkdir_or_exist
 
 import stvit_mm  # noqa: F401  (allow-lists argparse.Namespace for loading)
-from stvit_mm.utils import load_checkpoint_file, pick_state_dict, to_mm_format
+from stvit_mm.utils import convert_checkpoint
 
 
 def parse_args(argv=None):
@@ -33,19 +29,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def convert(src: str, dst: str, use_ema: bool = False) -> dict:
-    checkpoint = load_checkpoint_file(src)
-    state_dict = to_mm_format(
-        pick_state_dict(checkpoint, use_ema=use_ema, source=src), source=src)
-    state_dict = {k: v.contiguous().clone() for k, v in state_dict.items()}
-    mkdir_or_exist(osp.dirname(osp.abspath(dst)))
-    torch.save({'state_dict': state_dict}, dst)
-    return state_dict
-
-
 def main(argv=None):
     args = parse_args(argv)
-    state_dict = convert(args.src, args.dst, args.ema)
+    state_dict = convert_checkpoint(args.src, args.dst, args.ema)
     parts = {}
     for key in state_dict:
         parts[key.split('.')[0]] = parts.get(key.split('.')[0], 0) + 1
