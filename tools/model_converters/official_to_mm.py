@@ -16,6 +16,8 @@ for the backbone of a detector or segmentor.
 """
 import argparse
 import os.path as osp
+import pickle
+import sys
 
 import torch
 from mmengine.utils import mkdir_or_exist
@@ -45,7 +47,12 @@ def convert(src: str, dst: str, use_ema: bool = False) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    state_dict = convert(args.src, args.dst, args.ema)
+    try:
+        state_dict = convert(args.src, args.dst, args.ema)
+    except (OSError, ValueError, KeyError, pickle.UnpicklingError) as error:
+        # a bad input file: the message names it and the problem
+        message = error.args[0] if isinstance(error, KeyError) else error
+        sys.exit(f'error: {message}')
     parts = {}
     for key in state_dict:
         parts[key.split('.')[0]] = parts.get(key.split('.')[0], 0) + 1
