@@ -119,8 +119,8 @@ def test_pretrained_true_says_where_the_weights_are():
     assert 'No weights are hosted for stvit_b_in1k_384' in message
     assert 'stvit-base-384.pth' in message
     assert 'https://drive.google.com/drive/folders/' in message
-    assert ('python tools/model_converters/official_to_mm.py '
-            'stvit-base-384.pth checkpoints/stvit_b_in1k_384_mm.pth') in message
+    assert ('python tools/model_converters/official_to_mm.py stvit-base-384.pth'
+            ' checkpoints/stvit_b_in1k_384_mm.pth') in message
     assert "pretrained='checkpoints/stvit_b_in1k_384_mm.pth'" in message
 
 

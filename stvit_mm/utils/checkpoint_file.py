@@ -158,7 +158,8 @@ def _refusal_reason(error: Exception) -> str:
              and 'Weights only load failed' not in line
              and 'documentation of torch.load' not in line]
     reason = ' '.join(lines)
-    return reason.replace('WeightsUnpickler error: ', '') or type(error).__name__
+    reason = reason.replace('WeightsUnpickler error: ', '')
+    return reason or type(error).__name__
 
 
 def read_checkpoint(filename, map_location=None):
@@ -184,7 +185,8 @@ def read_checkpoint(filename, map_location=None):
                     'weights-only loader plus the mmengine and official STViT '
                     'types that stvit_mm adds)')
         else:
-            what = f'the weights-only loader refused it: {_refusal_reason(error)}'
+            what = ('the weights-only loader refused it: '
+                    f'{_refusal_reason(error)}')
         # "from None": torch's message advises weights_only=False
         raise UnsafeCheckpointError(
             f'{filename} was not loaded: {what}. The file may be unsafe: '
