@@ -4,15 +4,26 @@
 ``custom_imports=dict(imports=['stvit_mm'])`` registers ``STViT`` and
 ``STViTClsNeck`` in mmengine's root MODELS registry and
 ``AutoAmpOptimWrapper`` in its OPTIM_WRAPPERS, which the registries of all
-three toolboxes fall back to, and lets torch's weights-only loader read
-mmengine and official STViT checkpoints (see utils/safe_globals.py).
+three toolboxes fall back to, lets torch's weights-only loader read
+mmengine and official STViT checkpoints (see utils/safe_globals.py), and
+makes mmengine's loader of local checkpoint files name the file and the
+problem when one cannot be read (see utils/checkpoint_file.py). Where
+mmpretrain is installed, the classifiers of the model index join its
+ModelHub, so ``mmpretrain.get_model('stvit_s_in1k')`` works by name (see
+apis/model_index.py).
 """
+from .apis.model_index import register_model_index, register_weights_scheme
+from .utils.checkpoint_file import register_checked_local_loader
 from .utils.safe_globals import register_safe_globals
 
 register_safe_globals()
+register_checked_local_loader()
+register_weights_scheme()
 
 from .engine import AutoAmpOptimWrapper  # noqa: E402
 from .models import STViT, STViTClsNeck  # noqa: E402
+
+register_model_index()
 
 __version__ = '0.1.0'
 __all__ = ['AutoAmpOptimWrapper', 'STViT', 'STViTClsNeck', '__version__']

@@ -1,7 +1,10 @@
 """The fused CPU inference kernels compute the same function as the plain
 path, and step aside wherever they cannot apply."""
+import logging
+
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from stvit_mm.models import fused_ops
 from stvit_mm.models.backbones.stvit import ConvMlp, STViT
@@ -124,3 +127,62 @@ def test_mlp_training_backward_equals_autograd(with_residual, tile_bytes,
     assert _rel(out, out_ref) < 1e-5
     for got, want in zip(grads, grads_ref):
         assert got.shape == want.shape and _rel(got, want) < 1e-5
+
+
+class _RefusingOps:
+    """Stands in for ``torch.ops.mkldnn`` of a torch build whose private
+    oneDNN ops are absent (``refuse=False``) or raise on every input."""
+
+    def __init__(self, refuse):
+        self._refuse = refuse
+        self.calls = 0
+
+    def __getattr__(self, name):
+        if not self._refuse:
+            raise AttributeError(f'no op {name}')
+        return self
+
+    def __call__(self, *args):
+        self.calls += 1
+        raise RuntimeError('mkldnn: unsupported input\nsecond line')
+
+
+@pytest.mark.parametrize('refuse', [False, True])
+def test_missing_or_refusing_onednn_ops_fall_back(refuse, monkeypatch):
+    model = _randomised(STViT(arch='s', out_indices=(0, 1, 2, 3),
+                              stoken_size=[8, 4, 2, 1])).eval()
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        expected = model(x)  # the real oneDNN kernels
+    mlp = ConvMlp(16, 64)
+    mlp_in = torch.randn(1, 16, 5, 7).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    mlp_expected = torch.autograd.grad(mlp(mlp_in).sum(), mlp_in)[0]
+
+    stub = _RefusingOps(refuse)
+    monkeypatch.setattr(torch.ops, 'mkldnn', stub)
+    monkeypatch.setattr(fused_ops, '_unusable_ops', set())
+    messages = []
+    logger = MMLogger.get_current_instance()
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        with torch.no_grad():
+            first, second = model(x), model(x)
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                low = model(x)
+        grad = torch.autograd.grad(mlp(mlp_in).sum(), mlp_in)[0]  # training
+    finally:
+        logger.removeHandler(handler)
+    for got, again, want, b in zip(first, second, expected, low):
+        assert _rel(got, want) < 1e-5 and torch.equal(got, again)
+        assert torch.isfinite(b.float()).all() and _rel(b, want) < 5e-2
+    assert _rel(grad, mlp_expected) < 1e-5
+    reason = 'refused an input' if refuse else 'is not in this torch build'
+    for op in ('_linear_pointwise', '_convolution_pointwise'):
+        said = [m for m in messages if f'mkldnn.{op} {reason}' in m]
+        assert len(said) == 1, messages  # once, not per call
+        assert 'plain PyTorch path runs instead' in said[0]
+    if refuse:  # each op was tried once, then left alone
+        assert 0 < stub.calls <= 4

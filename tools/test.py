@@ -11,13 +11,14 @@ registers what mmengine checkpoints need).
 """
 import argparse
 import os
-import os.path as osp
+import pickle
+import sys
 
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
-from stvit_mm.apis.launch import (LAUNCHERS, build_runner, load_config,
-                                  setup_launcher)
+from stvit_mm.apis.launch import (LAUNCHERS, build_runner, check_load_from,
+                                  load_config, setup_launcher)
 
 
 def parse_args():
@@ -37,11 +38,14 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    try:
+        check_load_from(cfg)
+    except (OSError, ValueError, pickle.UnpicklingError) as error:
+        # a bad file fails here, named, not after the model and data are built
+        sys.exit(f'error: {error}')
     setup_launcher(cfg, args.launcher)
     metrics = build_runner(cfg).test()
     if is_main_process():  # every rank holds the same gathered metrics

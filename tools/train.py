@@ -10,11 +10,14 @@ Distributed runs work on GPUs (NCCL) and, unchanged, on CPU-only machines
 """
 import argparse
 import os
+import pickle
+import sys
 
 from mmengine.config import DictAction
 
 from stvit_mm.apis.launch import (LAUNCHERS, apply_train_options,
-                                  build_runner, load_config, setup_launcher)
+                                  build_runner, check_load_from, load_config,
+                                  setup_launcher)
 
 
 def parse_args():
@@ -43,7 +46,11 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    apply_train_options(cfg, args.resume, args.amp, args.auto_scale_lr)
+    try:
+        apply_train_options(cfg, args.resume, args.amp, args.auto_scale_lr)
+        check_load_from(cfg)
+    except (OSError, ValueError, pickle.UnpicklingError) as error:
+        sys.exit(f'error: {error}')  # names the file and the problem
     setup_launcher(cfg, args.launcher)
     build_runner(cfg).train()
 

@@ -81,6 +81,18 @@ def apply_train_options(cfg: Config, resume: Optional[str] = None,
     return cfg
 
 
+def check_load_from(cfg: Config) -> None:
+    """Fail now, with the file and the problem named, if ``cfg.load_from``
+    (a config's ``load_from``, ``--resume CKPT`` or tools/test.py's
+    checkpoint) is a local file that cannot be read or holds no STViT
+    weights; mmengine would load a foreign file with a missing-keys warning
+    and go on from random weights. URLs are left to mmengine."""
+    from stvit_mm.utils import check_stvit_checkpoint
+    load_from = cfg.get('load_from')
+    if load_from and '://' not in str(load_from):
+        check_stvit_checkpoint(str(load_from))
+
+
 def init_cpu_process_group(backend: str = 'gloo') -> None:
     """Join the process group torchrun describes (RANK, WORLD_SIZE,
     MASTER_ADDR, MASTER_PORT in the environment), without touching CUDA."""

@@ -14,15 +14,24 @@ CPU in fp32 gets the MLP as one autograd Function with a hand-written, tiled
 backward (:class:`_ConvMlpFunction`). Nothing here runs while tracing,
 exporting or compiling (those see, and may fuse, the plain ops), nor on GPU.
 Everything else takes the plain path, which computes the same function.
+
+The oneDNN kernels are private torch ops (``torch.ops.mkldnn.*``): another
+torch build or version may lack them or refuse an input. Each call goes
+through :func:`_call_fused`, which then logs once and returns None, and the
+caller runs the plain path instead.
 """
+import logging
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 _enabled = True
+# private ops found missing or refusing an input: not tried again
+_unusable_ops = set()
 
 
 @contextmanager
@@ -47,6 +56,46 @@ def _onednn_enabled() -> bool:
         torch.backends.mkldnn.enabled
 
 
+def _give_up(op_name: str, reason: str) -> None:
+    _unusable_ops.add(op_name)
+    print_log(f'stvit_mm: torch.ops.mkldnn.{op_name} {reason}; the plain '
+              'PyTorch path runs instead (same results, slower on CPU)',
+              logger='current', level=logging.WARNING)
+
+
+def _fused_op(op_name: str):
+    """``torch.ops.mkldnn.<op_name>`` (``name.overload`` allowed), or None
+    when this torch build has no such op or it refused an input before."""
+    if op_name in _unusable_ops:
+        return None
+    op = torch.ops.mkldnn
+    try:
+        for part in op_name.split('.'):
+            op = getattr(op, part)
+    except (AttributeError, RuntimeError):  # RuntimeError: unknown overload
+        _give_up(op_name, 'is not in this torch build')
+        return None
+    return op
+
+
+def _call_fused(op_name: str, *args) -> Optional[torch.Tensor]:
+    """The private oneDNN op's result, or None (logged once per op) when it
+    is missing or raises; the caller then runs the plain path, which also
+    reports any error that lies in the input itself."""
+    op = _fused_op(op_name)
+    if op is None:
+        return None
+    try:
+        return op(*args)
+    except RuntimeError as error:
+        _give_up(op_name, f'refused an input ({str(error).splitlines()[0]})')
+        return None
+
+
+def _bf16_kernels_supported() -> bool:
+    return bool(_call_fused('_is_mkldnn_bf16_supported'))
+
+
 def compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
     """The dtype a fused kernel should run ``x`` in, or None when the plain
     path must run (GPU, gradients, tracing, unsupported dtype, no oneDNN)."""
@@ -60,7 +109,7 @@ def compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
              if torch.is_autocast_enabled('cpu') else x.dtype)
     if dtype == torch.float32:
         return dtype
-    if dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if dtype == torch.bfloat16 and _bf16_kernels_supported():
         return dtype
     return None
 
@@ -87,14 +136,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
     assert not (gelu and residual is not None)
     dtype = compute_dtype(x)
     if dtype is not None and _no_grad_needed(weight, bias, residual):
-        x, weight = x.to(dtype).contiguous(), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+        xd, wd = x.to(dtype).contiguous(), weight.to(dtype)
+        bd = None if bias is None else bias.to(dtype)
         if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(
-                x, residual.to(dtype).contiguous(), weight, bias, 'add')
-        return torch.ops.mkldnn._linear_pointwise(
-            x, weight, bias, 'gelu' if gelu else 'none', [],
-            'none' if gelu else '')
+            out = _call_fused('_linear_pointwise.binary', xd,
+                              residual.to(dtype).contiguous(), wd, bd, 'add')
+        else:
+            out = _call_fused('_linear_pointwise', xd, wd, bd,
+                              'gelu' if gelu else 'none', [],
+                              'none' if gelu else '')
+        if out is not None:
+            return out
     out = F.linear(x, weight, bias)
     if gelu:
         return F.gelu(out)
@@ -112,10 +164,12 @@ def conv2d_gelu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             and not isinstance(conv.padding, str)
             and _no_grad_needed(conv.weight, conv.bias)):
         bias = None if conv.bias is None else conv.bias.to(dtype)
-        return torch.ops.mkldnn._convolution_pointwise(
-            x.to(dtype), conv.weight.to(dtype), bias, list(conv.padding),
-            list(conv.stride), list(conv.dilation), conv.groups, 'gelu', [],
-            'none')
+        out = _call_fused(
+            '_convolution_pointwise', x.to(dtype), conv.weight.to(dtype),
+            bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups, 'gelu', [], 'none')
+        if out is not None:
+            return out
     return F.gelu(conv(x))
 
 
@@ -146,10 +200,13 @@ def _plain_linear(x: torch.Tensor, weight: torch.Tensor,
     copy; no autograd (used inside :class:`_ConvMlpFunction`)."""
     if _onednn_enabled():
         if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(
-                x.contiguous(), residual.contiguous(), weight, bias, 'add')
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight,
-                                                  bias, 'none', [], '')
+            out = _call_fused('_linear_pointwise.binary', x.contiguous(),
+                              residual.contiguous(), weight, bias, 'add')
+        else:
+            out = _call_fused('_linear_pointwise', x.contiguous(), weight,
+                              bias, 'none', [], '')
+        if out is not None:
+            return out
     out = F.linear(x, weight, bias)
     return out if residual is None else out.add_(residual)
 

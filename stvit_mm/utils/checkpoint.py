@@ -21,19 +21,50 @@ from mmengine.runner.checkpoint import CheckpointLoader
 # frozen parameters; they are constants, not weights.
 _CONSTANT_KEY = re.compile(r'\.attn\.(unfold|fold)\.weights$')
 _BACKBONE_KEY = re.compile(r'^(patch_embed|layers)\.')
+_MM_BACKBONE_KEY = re.compile(r'^backbone\.(patch_embed|layers)\.')
 _TAIL_KEYS = (('proj.', 'neck.proj.'), ('norm.', 'neck.norm.'),
               ('head.', 'head.fc.'))
 
 
 def load_checkpoint_file(filename: str, map_location='cpu') -> dict:
     """Read a checkpoint with torch's weights-only unpickler (the allow-list
-    of :mod:`stvit_mm.utils.safe_globals` applies)."""
+    of :mod:`stvit_mm.utils.safe_globals` applies); a local file that cannot
+    be read raises an error naming it and the problem
+    (:mod:`stvit_mm.utils.checkpoint_file`)."""
     checkpoint = CheckpointLoader.load_checkpoint(filename,
                                                   map_location=map_location)
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f'{filename} holds a {type(checkpoint).__name__}, not '
                         'a checkpoint dict')
     return checkpoint
+
+
+def _has_stvit_weights(state_dict: Mapping) -> bool:
+    """Official keys (patch_embed.*, layers.*) or an mm model's backbone."""
+    return any(_BACKBONE_KEY.match(key) or
+               _MM_BACKBONE_KEY.match(key) for key in state_dict)
+
+
+def check_stvit_checkpoint(filename: str) -> None:
+    """Raise a clear error unless ``filename`` is a readable checkpoint that
+    holds STViT weights (official, converted, or an mmengine checkpoint of an
+    STViT classifier, detector or segmentor). For entry points such as
+    ``load_from`` and ``--resume``, where mmengine would otherwise load a
+    foreign file with a warning about missing keys and go on from random
+    weights.
+
+    Raises:
+        ValueError: the file holds no STViT weights (or no weights at all);
+            the errors of :func:`load_checkpoint_file` for unreadable files.
+    """
+    checkpoint = load_checkpoint_file(filename)
+    state_dict = pick_state_dict(checkpoint, source=filename)
+    if not _has_stvit_weights(state_dict):
+        raise ValueError(
+            f'{filename} holds no STViT weights: expected official keys '
+            '(patch_embed.*, layers.*) or an mm model\'s (backbone.'
+            f'patch_embed.*, backbone.layers.*), found e.g. '
+            f'{list(state_dict)[:5]}')
 
 
 def pick_state_dict(checkpoint: Mapping, use_ema: bool = False,
@@ -115,11 +146,12 @@ def to_mm_format(state_dict: Mapping,
         return official_to_mm(state_dict)
     converted = OrderedDict((key, value) for key, value in state_dict.items()
                             if key.startswith(_MM_PARTS))
-    if not any(key.startswith('backbone.') for key in converted):
+    # backbone.* alone could be any model's (e.g. a ResNet's backbone.conv1)
+    if not any(_MM_BACKBONE_KEY.match(key) for key in converted):
         raise ValueError(
             f'{source} holds no STViT backbone weights: expected official '
-            f'keys (patch_embed.*, layers.*) or mm keys (backbone.*), found '
-            f'e.g. {list(state_dict)[:5]}')
+            'keys (patch_embed.*, layers.*) or mm keys (backbone.patch_embed.*'
+            f', backbone.layers.*), found e.g. {list(state_dict)[:5]}')
     return converted
 
 

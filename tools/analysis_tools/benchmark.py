@@ -5,6 +5,7 @@ speed targets of the project, measured on the same inputs.
     python tools/analysis_tools/benchmark.py                 # full table + targets
     python tools/analysis_tools/benchmark.py --targets-only  # just the targets
     python tools/analysis_tools/benchmark.py --quick         # one tiny iteration
+    python tools/analysis_tools/benchmark.py --redraw docs/benchmark/benchmark_cpu.json
 
 Backbones: STViT-S/B/L (this package), Swin-T/S/B (mmdet's
 SwinTransformer) and ConvNeXt-T (mmpretrain's ConvNeXt), all built from their
@@ -14,7 +15,9 @@ training step (forward + backward), and peak memory (CUDA: the allocator's
 peak; CPU: the peak resident set size above the level before the run, sampled
 every millisecond after returning freed memory to the OS).
 
-Writes a markdown table and a PNG chart (``--out``, default docs/benchmark).
+Writes a markdown table, its numbers as JSON and a PNG chart drawn from them
+(``--out``, default docs/benchmark); ``--redraw RESULTS`` redraws the chart
+from a run's JSON (or an older run's markdown table) without measuring.
 Timings are medians of ``--repeats`` runs after one warm-up. The targets time
 their contenders in one process, in alternation (round by round), and take
 CPU peak memory in a fresh process per model (see :func:`train_peak_mib`);
@@ -22,10 +25,12 @@ the table measures model after model in one process.
 """
 import argparse
 import ctypes
+import json
 import multiprocessing
 import os
 import os.path as osp
 import platform
+import re
 import statistics
 import threading
 import time
@@ -366,18 +371,37 @@ def measure_table(device, names, batches, repeats, quick=False):
     return rows
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the architecture."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description(device):
     if device == 'cuda':
         return f'{torch.cuda.get_device_name()}, torch {torch.__version__}'
-    return (f'{platform.processor() or platform.machine()}, '
-            f'{torch.get_num_threads()} threads, torch {torch.__version__}')
+    return (f'{cpu_name()}, {torch.get_num_threads()} threads, '
+            f'torch {torch.__version__}')
+
+
+TABLE_KEYS = ('backbone', 'input', 'mode', 'precision', 'latency_s',
+              'images_per_s', 'peak_mib')
 
 
 def write_outputs(out, device, table, targets):
+    """The markdown report, and for a full run its numbers as JSON (what
+    the chart is drawn from, see :func:`draw_chart`) and the chart."""
     os.makedirs(out, exist_ok=True)
     low = 'bf16' if device == 'cpu' else 'fp16 AMP'
-    lines = [f'Machine: {machine_description(device)}; '
-             f'{time.strftime("%Y-%m-%d")}; medians after one warm-up.', '']
+    machine = machine_description(device)
+    date = time.strftime("%Y-%m-%d")
+    lines = [f'Machine: {machine}; {date}; medians after one warm-up.', '']
     if targets:
         lines += ['| target | measured | goal | met |', '|---|---|---|---|']
         lines += [f'| {n} | {v} | {g} | {"yes" if ok else "NO"} |'
@@ -397,33 +421,107 @@ def write_outputs(out, device, table, targets):
     print('\n'.join(lines))
     print(f'\nwrote {path}')
     if table:
-        _chart(table, osp.join(out, f'benchmark_{device}.png'), device)
+        results = dict(
+            machine=machine, device=device, date=date,
+            rows=[dict(zip(TABLE_KEYS, (n, i, m, low if p == 'amp' else p,
+                                        t, ips, mem)))
+                  for n, i, m, p, t, ips, mem in table])
+        json_path = osp.join(out, f'benchmark_{device}.json')
+        with open(json_path, 'w') as f:
+            json.dump(results, f, indent=1)
+        print(f'wrote {json_path}')
+        draw_chart(results, osp.join(out, f'benchmark_{device}.png'))
 
 
-def _chart(table, path, device):
+def read_results(path: str) -> dict:
+    """Benchmark numbers from a run's JSON, or from the table of its
+    markdown report (runs older than the JSON output)."""
+    if path.endswith('.json'):
+        with open(path) as f:
+            return json.load(f)
+    with open(path) as f:
+        text = f.read()
+    machine = re.search(r'^Machine: (.*?); ([\d-]+);', text, re.M)
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == len(TABLE_KEYS) and re.fullmatch(r'[\d.]+',
+                                                          cells[4]):
+            rows.append(dict(zip(TABLE_KEYS, cells[:4] + [
+                float(cells[4]), float(cells[5]), float(cells[6])])))
+    if not rows:
+        raise ValueError(f'{path} has no benchmark table rows')
+    return dict(machine=machine.group(1) if machine else 'unknown machine',
+                date=machine.group(2) if machine else '', rows=rows)
+
+
+# STViT sizes beside the Swin of similar FLOPs (paper: S 4.4G ~ Swin-T 4.5G,
+# B 9.9G ~ Swin-S 8.7G, L 15.6G ~ Swin-B 15.4G)
+PAIRS = (('STViT-S', 'Swin-T'), ('STViT-B', 'Swin-S'), ('STViT-L', 'Swin-B'))
+_PAIR_COLOURS = ('#1b6ca8', '#e08a1e', '#3a923a')
+
+
+def _setting_label(row: dict) -> str:
+    mode = 'training step' if row['mode'] == 'train step' else 'inference'
+    shape = row['input'].split('x')
+    size = f'{shape[1]}x{shape[2]}' if shape[1] != shape[2] else shape[1]
+    return f'{size}, batch {shape[0]}: {mode} {row["precision"]}'
+
+
+def draw_chart(results: dict, path: str) -> None:
+    """One panel, legible at README width: for every measured setting (one
+    row), the speed of each STViT size relative to the Swin of similar
+    FLOPs (Swin's time over STViT's on the same input, > 1 = STViT faster),
+    the value printed on each bar. Pairs with a missing backbone are left
+    out."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    settings = sorted({(i, m, p) for _, i, m, p, *_ in table},
-                      key=lambda s: (s[1], s[0], s[2]))
-    names = list(dict.fromkeys(n for n, *_ in table))
-    fig, axes = plt.subplots(1, len(settings), figsize=(3 * len(settings), 4),
-                             squeeze=False)
-    for ax, (inp, mode, prec) in zip(axes[0], settings):
-        values = {n: ips for n, i, m, p, _, ips, _ in table
-                  if (i, m, p) == (inp, mode, prec)}
-        ax.bar(range(len(names)), [values.get(n, 0) for n in names],
-               color=['tab:red' if n.startswith('STViT') else 'tab:gray'
-                      for n in names])
-        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-        low = 'bf16' if device == 'cpu' else 'fp16'
-        ax.set_title(f'{mode} {low if prec == "amp" else prec}\n{inp}',
-                     fontsize=8)
-        ax.set_ylabel('images/s', fontsize=7)
-    fig.suptitle(f'Backbone throughput ({machine_description(device)})',
-                 fontsize=9)
+    # latency, not images/s: the report rounds images/s to 0.1, which at
+    # 800x1333 (under one image per second) would hide the differences
+    latency = {(r['backbone'], r['input'], r['mode'], r['precision']):
+               r['latency_s'] for r in results['rows']}
+    # in the table's order: by input size, then inference before training
+    settings = list(dict.fromkeys((r['input'], r['mode'], r['precision'])
+                                  for r in results['rows']))
+    pairs = [p for p in PAIRS if all(
+        (name, *s) in latency for name in p for s in settings)]
+    if not pairs:
+        raise ValueError('the chart needs an STViT size and its Swin pair '
+                         f'({PAIRS}) in the results')
+    ratios = {(ours, s): latency[(theirs, *s)] / latency[(ours, *s)]
+              for ours, theirs in pairs for s in settings}
+    bar = 0.84 / len(pairs)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.27 * len(settings) *
+                                    len(pairs)))
+    ax.axvline(1.0, color='black', linewidth=1.2, zorder=1)
+    for k, (ours, theirs) in enumerate(pairs):
+        ys = [i + (k - (len(pairs) - 1) / 2) * bar
+              for i in range(len(settings))]
+        values = [ratios[(ours, s)] for s in settings]
+        ax.barh(ys, values, height=bar * 0.9, color=_PAIR_COLOURS[k],
+                label=f'{ours} / {theirs}', zorder=2)
+        for y, value in zip(ys, values):
+            ax.text(value + 0.015, y, f'{value:.2f}x', va='center',
+                    fontsize=10, zorder=3,
+                    bbox=dict(facecolor='white', edgecolor='none', pad=0.5))
+    ax.set_yticks(range(len(settings)),
+                  [_setting_label(dict(input=s[0], mode=s[1], precision=s[2]))
+                   for s in settings], fontsize=11)
+    ax.invert_yaxis()  # first setting on top
+    ax.set_xlim(0, max(ratios.values()) * 1.13)
+    ax.set_xlabel('STViT speed / Swin speed, same input (> 1: STViT faster)',
+                  fontsize=11)
+    ax.tick_params(axis='x', labelsize=10)
+    ax.grid(axis='x', alpha=0.3, zorder=0)
+    ax.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=len(pairs),
+              fontsize=11, frameon=False)
+    ax.set_title('Backbone speed vs the Swin of similar FLOPs\n'
+                 f'{results["machine"]}, {results.get("date", "")}',
+                 fontsize=11, pad=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     print(f'wrote {path}')
 
 
@@ -442,11 +540,21 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true',
                         help='tiny inputs, one iteration: checks the tool runs')
     parser.add_argument('--out', default='docs/benchmark')
+    parser.add_argument('--redraw', metavar='RESULTS',
+                        help='measure nothing: draw the chart from a run\'s '
+                        'benchmark_<device>.json (or its .md table) into '
+                        '--out')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.redraw:
+        results = read_results(args.redraw)
+        os.makedirs(args.out, exist_ok=True)
+        device = results.get('device', args.device)
+        draw_chart(results, osp.join(args.out, f'benchmark_{device}.png'))
+        return None
     repeats = 1 if args.quick else args.repeats
     targets = [] if args.no_targets else measure_targets(
         args.device, repeats, compile_check=args.compile,

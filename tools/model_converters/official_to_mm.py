@@ -15,6 +15,8 @@ DST is {'state_dict': {'backbone.*', 'neck.*', 'head.*'}} of tensors only:
 for the backbone of a detector or segmentor.
 """
 import argparse
+import pickle
+import sys
 
 import stvit_mm  # noqa: F401  (allow-lists argparse.Namespace for loading)
 from stvit_mm.utils import convert_checkpoint
@@ -22,7 +24,8 @@ from stvit_mm.utils import convert_checkpoint
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official STViT checkpoint, or an mmengine checkpoint of an STViT model')
+    parser.add_argument('src', help='official STViT checkpoint, or an '
+                        'mmengine checkpoint of an STViT model')
     parser.add_argument('dst', help='output path')
     parser.add_argument('--ema', action='store_true',
                         help="convert the 'model_ema' weights instead")
@@ -31,7 +34,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    state_dict = convert_checkpoint(args.src, args.dst, args.ema)
+    try:
+        state_dict = convert_checkpoint(args.src, args.dst, args.ema)
+    except (OSError, ValueError, KeyError, pickle.UnpicklingError) as error:
+        # a bad input file: the message names it and the problem
+        message = error.args[0] if isinstance(error, KeyError) else error
+        sys.exit(f'error: {message}')
     parts = {}
     for key in state_dict:
         parts[key.split('.')[0]] = parts.get(key.split('.')[0], 0) + 1
