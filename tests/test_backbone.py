@@ -35,6 +35,38 @@ def test_out_indices(out_indices, expected):
                              64 // stride)
 
 
+@pytest.mark.parametrize('train', [False, True])
+def test_outputs_are_standard_nchw(train):
+    """Blocks run channels-last; what leaves the backbone is contiguous
+    NCHW, the layout mmcv's ops index blindly."""
+    model = STViT(TINY, out_indices=(0, 1, 2, 3)).train(train)
+    x = torch.randn(2, 3, 64, 96, requires_grad=train)
+    for out in model(x):
+        assert out.is_contiguous()
+
+
+def test_mask_rcnn_roi_features_match_torchvision():
+    """Regression: Mask R-CNN's RoI features (mmcv RoIAlign on the FPN
+    maps) equal torchvision's roi_align; with channels-last backbone outputs
+    mmcv read the FPN maps as NCHW and returned garbage, and the detector
+    could not learn its classes."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from torchvision.ops import roi_align
+    register_all_modules()
+    cfg = Config.fromfile('configs/detection/mask_rcnn_stvit_s.py')
+    cfg.model.backbone.update(arch=TINY, init_cfg=None)
+    cfg.model.neck.in_channels = TINY['embed_dims']
+    model = MODELS.build(cfg.model).eval()
+    rois = torch.tensor([[0, 4., 6., 50., 40.], [1, 10., 3., 60., 62.]])
+    with torch.no_grad():
+        feats = model.neck(model.backbone(torch.randn(2, 3, 64, 64)))
+        ours = model.roi_head.bbox_roi_extractor(feats[:1], rois)
+    expected = roi_align(feats[0], rois, (7, 7), 1 / 4, 0, aligned=True)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('hw', [(257, 389), (112, 137), (511, 511), (33, 31)])
 @pytest.mark.parametrize('stoken_size', [(8, 4, 1, 1), (16, 8, 2, 1)])
 def test_odd_input_sizes(hw, stoken_size):

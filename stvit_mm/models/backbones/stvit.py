@@ -582,7 +582,11 @@ class STViT(BaseModule):
             for block in stage.blocks:
                 x = self._run_block(block, x)
             if i in self.out_indices:
-                outs.append(x)
+                # Blocks run channels-last; hand the necks and heads the
+                # standard NCHW layout. mmcv's RoIAlign (Mask R-CNN's RoI
+                # features) indexes its input as contiguous NCHW whatever
+                # the strides, and read garbage from channels-last maps.
+                outs.append(x.contiguous())
             if stage.downsample is not None:
                 x = self._run_block(stage.downsample.proj, x)
         return tuple(outs)
