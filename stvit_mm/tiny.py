@@ -4,8 +4,9 @@
 ``stvit_mm.tiny_datasets.make_all`` writes them; this module
 changes what a short CPU run needs and nothing else: data roots (and the
 annotation file the COCO metric reads), the image size, the run length and
-the learning-rate schedule length, the logging/checkpoint intervals, and
-(optionally) training from scratch instead of from an ImageNet checkpoint.
+the learning-rate schedule length, the batch size, the logging/checkpoint
+intervals, the EMA horizon of the classifier, and where the backbone starts
+(random weights, or a given checkpoint in place of the ImageNet one).
 Everything else (model, losses, optimiser type, pipelines, evaluators, hooks)
 is the config's own, so these runs exercise the real experiments.
 """
@@ -51,14 +52,16 @@ def _resize_pipeline(pipeline: list, size: int) -> list:
     return out
 
 
-def _set_dataset(loader: dict, root: str, size: int, **dataset_keys) -> None:
+def _set_dataset(loader: dict, root: str, size: int, batch_size: int,
+                 **dataset_keys) -> None:
     dataset = loader['dataset']
     while 'dataset' in dataset:  # RepeatDataset / ClassBalancedDataset
         dataset = dataset['dataset']
     dataset['data_root'] = root
     dataset.update(dataset_keys)
     dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)
-    loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    loader.update(batch_size=batch_size, num_workers=0,
+                  persistent_workers=False)
 
 
 def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
@@ -66,7 +69,9 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
                          val_interval: Optional[int] = None,
                          checkpoint_interval: Optional[int] = None,
                          from_scratch: bool = True,
-                         lr: Optional[float] = None) -> Config:
+                         lr: Optional[float] = None,
+                         batch_size: int = 2,
+                         pretrained: Optional[str] = None) -> Config:
     """Return ``cfg`` changed to train for ``iters`` iterations on the tiny
     datasets under ``data_root`` (in place and returned).
 
@@ -82,7 +87,14 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
         from_scratch: drop the backbone's Pretrained init_cfg and let its
             BatchNorms learn statistics (norm_eval=False).
         lr: optional learning rate override.
+        batch_size: images per batch, training and validation.
+        pretrained: a checkpoint for the backbone's Pretrained init_cfg
+            (prefix ``backbone.``) in place of the config's ImageNet file;
+            the config's norm_eval stays. Excludes ``from_scratch``.
     """
+    if pretrained and from_scratch:
+        raise ValueError('pass either pretrained=<checkpoint> or '
+                         'from_scratch=True, not both')
     task = task_of(cfg)
     size = size or (64 if task == 'classification' else 128)
     val_interval = val_interval or iters
@@ -91,7 +103,7 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
         for split, loader in (('train', cfg.train_dataloader),
                               ('val', cfg.val_dataloader),
                               ('val', cfg.test_dataloader)):
-            _set_dataset(loader, root, size,
+            _set_dataset(loader, root, size, batch_size,
                          ann_file=f'annotations/instances_{split}2017.json',
                          data_prefix=dict(img=f'{split}2017/'))
         for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
@@ -101,7 +113,7 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
         for split, loader in (('training', cfg.train_dataloader),
                               ('validation', cfg.val_dataloader),
                               ('validation', cfg.test_dataloader)):
-            _set_dataset(loader, root, size, data_prefix=dict(
+            _set_dataset(loader, root, size, batch_size, data_prefix=dict(
                 img_path=f'images/{split}',
                 seg_map_path=f'annotations/{split}'))
         cfg.model.data_preprocessor['size'] = (size, size)
@@ -110,7 +122,14 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
         for split, loader in (('train', cfg.train_dataloader),
                               ('val', cfg.val_dataloader),
                               ('val', cfg.test_dataloader)):
-            _set_dataset(loader, root, size, split=split)
+            _set_dataset(loader, root, size, batch_size, split=split)
+        # DeiT's EMA keeps 1 - 4e-5 of the average per iteration, a horizon
+        # of 25k iterations: over a short run it would stay at the random
+        # init. Keep the EMA (the checkpoint and validation use it) with a
+        # horizon of a tenth of the run.
+        for hook in cfg.get('custom_hooks', []):
+            if hook.get('type') == 'EMAHook':
+                hook['momentum'] = min(0.5, 10.0 / max(iters, 1))
 
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
                          val_interval=val_interval)
@@ -133,6 +152,10 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
         interval=checkpoint_interval or val_interval,
         max_keep_ckpts=2, save_last=True)
     cfg.log_processor = dict(by_epoch=False)
+    if pretrained:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                           checkpoint=pretrained,
+                                           prefix='backbone.')
     if from_scratch:
         cfg.model.backbone.init_cfg = None
         # norm_eval keeps pretrained ImageNet BN statistics; from scratch

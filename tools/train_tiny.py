@@ -1,108 +1,91 @@
 # Copyright (c) stvit_mm authors. Licensed under the Apache License 2.0.
-"""The main job: train a real config from scratch on the embedded tiny data,
-evaluate it with the toolbox's metric, and say where everything went.
+"""The main job: the paper's ImageNet -> COCO / ADE20K workflow in miniature,
+on embedded data, on a CPU, in minutes.
 
-    python tools/train_tiny.py                      # Mask R-CNN STViT-S, COCO metric
-    python tools/train_tiny.py --task segmentation  # UperNet STViT-S, mIoU
-    python tools/train_tiny.py --task classification
+    python tools/train_tiny.py                    # classifier -> Mask R-CNN, UperNet
+    python tools/train_tiny.py --compare-scratch  # + the same from random weights
+    python tools/train_tiny.py --arch s           # the paper's STViT-S (slower)
+    python tools/train_tiny.py --resume           # continue a killed chain
+    python tools/train_tiny.py --task detection   # one stage alone
 
-It writes the tiny datasets (tools/dataset_converters/make_tiny_datasets.py)
-if they are missing, takes the task's real config, changes only data roots,
-image size, run length and logging (stvit_mm.tiny), and runs mmengine's
-Runner, the same one ``mim train`` runs. Progress comes from the runner's
-logger; checkpoints and logs go to --work-dir.
+mmpretrain trains the STViT classifier, the converter turns its checkpoint
+into the mm format, and mmdet / mmseg fine-tune from it through the
+backbone's Pretrained init_cfg; each with the real config and mmengine's
+Runner (see stvit_mm/main_job.py). Writes work_dirs/tiny/summary.json,
+chain.png (losses and metrics) and super_tokens.png.
 """
 import argparse
-import json
 import os
 import os.path as osp
-import time
-
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
-import stvit_mm  # noqa: F401  (registers STViT and the safe-loading list)
-from stvit_mm.tiny import apply_tiny_overrides
-from stvit_mm.tiny_datasets import make_all
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-DEFAULTS = {
-    # config, iterations, learning rate, image size. Measured: Mask R-CNN
-    # from scratch at batch 2 diverges with a constant AdamW lr 2e-4 after
-    # ~80 iterations; the config's own 1e-4, decayed (stvit_mm.tiny), is used.
-    'detection': ('configs/detection/mask_rcnn_stvit_s.py', 120, 1e-4, 128),
-    'segmentation': ('configs/segmentation/upernet_stvit_s.py', 150, 1e-4,
-                     128),
-    'classification': ('configs/classification/stvit_s_in1k.py', 150, 5e-4,
-                       64),
-}
-
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    from stvit_mm.main_job import STAGES, TASKS
     parser = argparse.ArgumentParser(
-        description='Train and evaluate a real STViT config on tiny data')
-    parser.add_argument('--task', choices=sorted(DEFAULTS),
-                        default='detection')
-    parser.add_argument('--config', help='override the task\'s config')
+        description='Pretrain an STViT classifier on tiny data, fine-tune '
+        'Mask R-CNN and UperNet from it, evaluate all three')
+    parser.add_argument('--task', choices=TASKS,
+                        help='run this stage alone (default: the chain)')
+    parser.add_argument('--compare-scratch', action='store_true',
+                        help='also fine-tune detection and segmentation from '
+                        'random weights')
+    parser.add_argument('--scratch', action='store_true',
+                        help='with --task detection/segmentation: start from '
+                        'random weights instead of the hand-over')
+    parser.add_argument('--arch', default='tiny',
+                        help="'tiny' (default: dims 32-256, depths 1,1,2,1) "
+                        "or an STViT arch name: s, b, l")
+    parser.add_argument('--iters', type=int, nargs='+', metavar='N',
+                        help='iterations: one number with --task, else three '
+                        '(classification, detection, segmentation); default '
+                        + ', '.join(str(STAGES[t].iters) for t in TASKS))
+    parser.add_argument('--work-dir', default='work_dirs/tiny')
     parser.add_argument('--data-root', default=osp.join(ROOT, 'data', 'tiny'))
-    parser.add_argument('--work-dir', help='default: work_dirs/tiny_<task>')
-    parser.add_argument('--iters', type=int)
-    parser.add_argument('--lr', type=float)
-    parser.add_argument('--size', type=int, help='image side in pixels')
     parser.add_argument('--resume', action='store_true',
-                        help='continue from the last checkpoint in work-dir')
+                        help='continue where a killed run stopped; finished '
+                        'stages are not trained again')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='further config overrides, key=value')
-    return parser.parse_args(argv)
+                        help='with --task: further config overrides, '
+                        'key=value')
+    parser.add_argument('--no-pictures', action='store_true',
+                        help='skip chain.png and super_tokens.png')
+    args = parser.parse_args(argv)
+    expected = 1 if args.task else 3
+    if args.iters and len(args.iters) != expected:
+        parser.error(f'--iters takes {expected} number(s) here, got '
+                     f'{len(args.iters)}')
+    if args.cfg_options and not args.task:
+        parser.error('--cfg-options goes with --task (the stages\' configs '
+                     'differ)')
+    if args.scratch and not args.task:
+        parser.error('--scratch goes with --task; the chain has '
+                     '--compare-scratch')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    config, iters, lr, size = DEFAULTS[args.task]
-    config = args.config or osp.join(ROOT, config)
-    work_dir = args.work_dir or osp.join('work_dirs', f'tiny_{args.task}')
-    if not osp.isdir(osp.join(args.data_root, 'coco')):
-        print(f'Writing the tiny datasets to {args.data_root}')
-        make_all(args.data_root)
-
-    cfg = Config.fromfile(config)
-    iters = args.iters or iters
-    # validate once, after training (below), to print and return the metrics
-    apply_tiny_overrides(cfg, args.data_root, work_dir,
-                         size=args.size or size, iters=iters,
-                         val_interval=10 * iters,
-                         checkpoint_interval=max(1, iters // 3),
-                         lr=args.lr or lr)
-    # from scratch at batch 2, clip gradients as the 300-epoch recipes do
-    cfg.optim_wrapper.clip_grad = dict(max_norm=5.0, norm_type=2)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.resume = args.resume
-
-    start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.val_loop.run() if runner.val_loop else {}
-    minutes = (time.time() - start) / 60
-
-    print('\n' + '=' * 72)
-    print(f'{args.task}: {osp.basename(config)} trained for '
-          f'{runner.iter} iterations from scratch in {minutes:.1f} min')
-    if not metrics:
-        print('  (no metrics: the model produced no predictions)')
-    for name, value in metrics.items():
-        print(f'  {name:<32} {value:.4f}' if isinstance(value, float)
-              else f'  {name:<32} {value}')
-    print(f'checkpoints: {osp.abspath(runner.work_dir)}/iter_*.pth '
-          f'(last: {osp.join(osp.abspath(runner.work_dir), "last_checkpoint")})')
-    print(f'logs:        {osp.abspath(runner.log_dir)}')
-    summary = osp.join(runner.work_dir, 'tiny_metrics.json')
-    with open(summary, 'w') as f:
-        json.dump({k: float(v) if isinstance(v, (int, float)) else str(v)
-                   for k, v in metrics.items()}, f, indent=1)
-    print(f'metrics:     {osp.abspath(summary)}')
-    return metrics
+    from stvit_mm.main_job import TASKS, TINY_ARCH, StageError, run_chain, \
+        run_single
+    arch = TINY_ARCH if args.arch == 'tiny' else args.arch
+    try:
+        if args.task:
+            return run_single(args.task, args.work_dir, args.data_root, arch,
+                              iters=args.iters[0] if args.iters else None,
+                              scratch=args.scratch, resume=args.resume,
+                              cfg_options=args.cfg_options)
+        iters = dict(zip(TASKS, args.iters)) if args.iters else None
+        return run_chain(args.work_dir, args.data_root, arch, iters,
+                         compare_scratch=args.compare_scratch,
+                         resume=args.resume,
+                         pictures=not args.no_pictures)
+    except StageError as error:
+        sys.exit(f'error: {error}')
 
 
 if __name__ == '__main__':

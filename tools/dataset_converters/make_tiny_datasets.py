@@ -3,7 +3,9 @@
 
     python tools/dataset_converters/make_tiny_datasets.py data/tiny
 
-See stvit_mm/tiny_datasets.py for the layouts and what the images hold.
+One set of object categories across the three (see stvit_mm/tiny_datasets.py
+for the layouts and what the images hold); the same arguments write
+byte-identical files. tools/train_tiny.py writes them itself when missing.
 """
 import argparse
 
@@ -16,8 +18,11 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--size', type=int, default=128,
                         help='COCO / ADE image side in pixels')
+    parser.add_argument('--imagenet-size', type=int, default=64,
+                        help='ImageNet-layout image side in pixels')
     args = parser.parse_args(argv)
-    make_all(args.out, seed=args.seed, size=args.size)
+    make_all(args.out, seed=args.seed, size=args.size,
+             imagenet_size=args.imagenet_size)
     print(f'Wrote tiny COCO, ADE20K and ImageNet datasets under {args.out}')
 
 
