@@ -660,7 +660,7 @@ def plot_chain(work_dir: str, records: dict, chance: dict, out: str) -> str:
     def scaled(task, key, value):
         return value * 100 if task == 'detection' else value
 
-    groups = [('trained', '#1f77b4',
+    groups = [('trained (det./seg.: from the classifier)', '#1f77b4',
                [scaled(t, k, records[t]['metrics'][k]) for t, k in keys])]
     if all(f'{t}_scratch' in records for t, _ in keys
            if t != 'classification'):
@@ -680,9 +680,10 @@ def plot_chain(work_dir: str, records: dict, chance: dict, out: str) -> str:
                         fontsize=10)
     ax.set_xticks(np.arange(len(keys)))
     ax.set_xticklabels([_LABELS[k] for _, k in keys], fontsize=10)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 135)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title('held-out metrics', fontsize=12)
-    ax.legend(fontsize=10, loc='upper right')
+    ax.legend(fontsize=9.5, loc='upper right')
     ax.grid(axis='y', alpha=0.3)
     fig.suptitle('Main job: classifier pretraining -> detection and '
                  'segmentation fine-tuning (tiny data)', fontsize=13)
