@@ -216,6 +216,7 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
         dict: ``metrics`` (the toolbox's names), ``seconds``, ``iters``,
         ``checkpoint`` (the last one) and ``log_dirs``.
     """
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
     if resume:
         record = _read_record(stage_dir)
@@ -243,9 +244,14 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
         cfg.visualizer['name'] = cfg.experiment_name
     cfg.dump(osp.join(stage_dir, 'config.py'))
     start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.val_loop.run()
+    # A runner makes its toolbox's registry scope the process's current
+    # one; give the caller its own back afterwards (a later mmpretrain
+    # inferencer in the same process would otherwise look its transforms
+    # up in mmseg's registry).
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        metrics = runner.val_loop.run()
     # mmseg reports numpy scalars, mmdet and mmpretrain Python floats
     metrics = {k: float(v) for k, v in metrics.items()
                if isinstance(v, (numbers.Real, np.number))}
@@ -698,6 +704,8 @@ def super_token_picture(cls_dir: str, checkpoint: str, data_root: str,
     """A held-out detection image, and the stage-1 super tokens of the
     classifier before (random weights) and after training, side by side."""
     import cv2
+    from mmengine.registry import DefaultScope
+
     from stvit_mm.analysis.flops import build_model_from_config
     from stvit_mm.analysis.super_tokens import (block_association,
                                                 draw_regions, preprocess)
@@ -710,7 +718,8 @@ def super_token_picture(cls_dir: str, checkpoint: str, data_root: str,
                        interpolation=cv2.INTER_LINEAR)
     panels = [(shown, 'held-out image')]
     for trained in (False, True):
-        model, _ = build_model_from_config(cfg)
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            model, _ = build_model_from_config(cfg)
         backbone = model.backbone
         backbone.init_weights()
         if trained:

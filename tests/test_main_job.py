@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 import stvit_mm  # noqa: F401
 from stvit_mm import main_job
@@ -100,11 +99,11 @@ def test_one_set_of_categories_in_the_toolboxes_datasets(data_root):
 def _build_initialised(stage_dir):
     """The stage's model from the config the chain ran, after
     init_weights(), i.e. before any training step."""
+    from mmengine.registry import MODELS, DefaultScope
     cfg = Config.fromfile(osp.join(stage_dir, 'config.py'))
-    init_default_scope(cfg.default_scope)
-    from mmengine.registry import MODELS
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+        model.init_weights()
     return model
 
 
@@ -233,3 +232,15 @@ def test_killed_stage_resumes_at_its_iteration(data_root, tmp_path):
     assert not re.search(rf'Iter\(train\) \[\s*{saved}/12\]', log)
     assert 'classification: 12 iterations' in result.stdout
     assert 'accuracy/top1' in result.stdout
+
+
+def test_chain_leaves_the_callers_registry_scope(chain, data_root):
+    """Runners of three toolboxes in one process: afterwards the current
+    default scope is the caller's again (a later mmpretrain inferencer
+    looked its transforms up in mmseg's registry)."""
+    from mmengine.registry import DefaultScope
+    work, _ = chain
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        main_job.run_single('segmentation', work + '_scope', data_root,
+                            iters=1, scratch=True)
+        assert DefaultScope.get_current_instance().scope_name == 'mmpretrain'
