@@ -29,7 +29,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -213,8 +213,8 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
     record of a stage that finished before (``resume``).
 
     Returns:
-        dict: ``metrics`` (the toolbox's names), ``seconds``, ``iters``,
-        ``checkpoint`` (the last one) and ``log_dirs``.
+        dict: ``metrics`` (the toolbox's names), ``seconds``, ``resumed``,
+        ``iters`` and ``checkpoint`` (the last one).
     """
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
@@ -271,23 +271,20 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
     return record
 
 
-def loss_curve(stage_dir: str, key: str = 'loss',
-               all_runs: bool = True) -> List[Tuple[int, float]]:
-    """(iteration, value) of a logged scalar, from the LocalVisBackend's
-    ``vis_data/scalars.json`` of every run in the stage dir (a resumed stage
-    has several; later runs win), or of the newest run only."""
+def loss_curve(stage_dir: str) -> List[Tuple[int, float]]:
+    """(iteration, loss) from the LocalVisBackend's ``vis_data/scalars.json``
+    of every run in the stage dir (a resumed stage has several; later runs
+    win)."""
     runs = sorted(d for d in os.listdir(stage_dir)
                   if osp.isfile(osp.join(stage_dir, d, 'vis_data',
                                          'scalars.json')))
-    if not all_runs:
-        runs = runs[-1:]
     values = {}
     for run in runs:
         with open(osp.join(stage_dir, run, 'vis_data', 'scalars.json')) as f:
             for line in f:
                 entry = json.loads(line)
-                if key in entry and 'iter' in entry:
-                    values[int(entry['iter'])] = float(entry[key])
+                if 'loss' in entry and 'iter' in entry:
+                    values[int(entry['iter'])] = float(entry['loss'])
     return sorted(values.items())
 
 
@@ -299,24 +296,20 @@ def hand_over(classifier_checkpoint: str, dst: str) -> int:
     return sum(key.startswith('backbone.') for key in state_dict)
 
 
-def check_handover(path: str) -> int:
-    """Number of backbone tensors in a hand-over file; a clear error if it
-    is missing or unreadable."""
-    from stvit_mm.utils import load_checkpoint_file
+def check_handover(path: str) -> None:
+    """A clear error naming ``path`` if the hand-over file is missing,
+    unreadable or holds no STViT weights (the check ``load_from`` gets)."""
+    from stvit_mm.utils import check_stvit_checkpoint
     if not osp.isfile(path):
         raise StageError(f'the classifier hand-over checkpoint {path} is '
                          'missing; run the classification stage again '
                          '(delete its folder, or run without --resume)')
     try:
-        state_dict = load_checkpoint_file(path)['state_dict']
+        check_stvit_checkpoint(path)
     except Exception as error:
         raise StageError(f'the classifier hand-over checkpoint {path} is '
-                         f'unreadable ({error}); run the classification '
+                         f'unusable ({error}); run the classification '
                          'stage again') from error
-    count = sum(key.startswith('backbone.') for key in state_dict)
-    if not count:
-        raise StageError(f'{path} holds no backbone weights')
-    return count
 
 
 # ------------------------------------------------------------ chance levels
@@ -474,14 +467,15 @@ def run_chain(work_dir: str = 'work_dirs/tiny',
     records['classification'] = run_stage('classification', cfg, cls_dir,
                                           resume)
     handover = osp.join(cls_dir, HANDOVER_NAME)
-    if not (resume and osp.isfile(handover)):
-        count = hand_over(records['classification']['checkpoint'], handover)
+    if resume and osp.isfile(handover):
+        check_handover(handover)
+        print(f'[hand-over] {handover} from before')
     else:
-        count = check_handover(handover)
-    print(f'[hand-over] {records["classification"]["checkpoint"]} -> '
-          f'{handover}: {count} backbone tensors, loaded by the detector '
-          f'and the segmentor through init_cfg=Pretrained(prefix='
-          f'"backbone.")')
+        count = hand_over(records['classification']['checkpoint'], handover)
+        print(f'[hand-over] {records["classification"]["checkpoint"]} -> '
+              f'{handover}: {count} backbone tensors, loaded by the detector'
+              ' and the segmentor through init_cfg=Pretrained(prefix='
+              '"backbone.")')
 
     scratch_seconds = 0.0
     for task in ('detection', 'segmentation'):
@@ -489,8 +483,6 @@ def run_chain(work_dir: str = 'work_dirs/tiny',
         if compare_scratch:
             runs.append((f'{task}_scratch', None))
         for name, pretrained in runs:
-            if pretrained:
-                check_handover(pretrained)
             stage_dir = osp.join(work_dir, name)
             cfg = stage_config(STAGES[task], arch, data_root, stage_dir,
                                pretrained=pretrained, iters=iters[task])
