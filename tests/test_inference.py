@@ -103,6 +103,21 @@ def _checkpoint(config, path, bias, meta=None):
                 'meta': {'dataset_meta': meta} if meta else {}}, path)
 
 
+# rich draws the inferencers' progress bar on stdout; where it thinks it has a
+# terminal (FORCE_COLOR, TTY_INTERACTIVE, a CI runner's pty) the bar comes
+# with colour codes, is redrawn after the snippet's print, or has no newline
+# before it.
+_ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
+_PROGRESS = re.compile(r'Inference [━ ]*\d+%\s*(?:\d+:\d\d:\d\d|-:--:--)')
+
+
+def _printed_lines(stdout):
+    """The snippet's own printed lines, without the progress bars."""
+    lines = (_PROGRESS.sub('', _ANSI.sub('', line)).rstrip()
+             for line in stdout.splitlines())
+    return [line for line in lines if line.strip()]
+
+
 def _run(image, config, checkpoint, out, *options):
     result = subprocess.run(
         [sys.executable, TOOL, image, osp.join(ROOT, config), checkpoint,
@@ -110,7 +125,7 @@ def _run(image, config, checkpoint, out, *options):
     assert result.returncode == 0, result.stderr[-3000:]
     picture = cv2.imread(out)
     assert picture is not None and picture.std() > 0, 'no picture written'
-    return result.stdout, picture
+    return '\n'.join(_printed_lines(result.stdout)) + '\n', picture
 
 
 def test_detection(tiny_data, coco_names, det_checkpoint, tmp_path):
@@ -183,7 +198,7 @@ def test_readme_python_runs(toolbox, tiny_data, det_checkpoint,
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = result.stdout.strip().splitlines()[-1]  # after the logs
+    printed = _printed_lines(result.stdout)[-1]  # after the logs
     if toolbox == 'mmpretrain':
         from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
         assert printed == IMAGENET_CATEGORIES[3]
@@ -205,7 +220,7 @@ def test_readme_model_index_python_runs(tiny_data, cls_checkpoint):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
-    lines = result.stdout.strip().splitlines()
+    lines = _printed_lines(result.stdout)
     assert "['stvit_b_in1k', 'stvit_b_in1k_384', 'stvit_l_in1k', " \
         "'stvit_l_in1k_384', 'stvit_s_in1k', 'stvit_s_in1k_384']" in lines
     assert lines[-1] == IMAGENET_CATEGORIES[3]
