@@ -45,7 +45,7 @@ def _rel(a, b):
 ])
 def test_fused_inference_equals_plain_path(arch, tile_bytes, monkeypatch):
     if tile_bytes is not None:
-        monkeypatch.setattr(ConvMlp, 'TILE_BYTES', tile_bytes)
+        monkeypatch.setattr(fused_ops, 'MLP_TILE_BYTES', tile_bytes)
     model = _randomised(STViT(arch=arch, out_indices=(0, 1, 2, 3),
                               stoken_size=[8, 4, 2, 1])).eval()
     x = torch.randn(2, 3, 97, 130)
@@ -106,7 +106,7 @@ def test_mlp_training_backward_equals_autograd(with_residual, tile_bytes,
     gives autograd's gradients for the input, the residual and every
     weight."""
     if tile_bytes is not None:
-        monkeypatch.setattr(ConvMlp, 'TILE_BYTES', tile_bytes)
+        monkeypatch.setattr(fused_ops, 'MLP_TILE_BYTES', tile_bytes)
     torch.manual_seed(0)
     mlp = ConvMlp(16, 64)
     x = torch.randn(2, 16, 9, 13).contiguous(

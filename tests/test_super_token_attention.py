@@ -22,11 +22,19 @@ def _reference(module, x):
     ((16, 16), 1, (9, 11)),   # one super token smaller than the stoken
     ((1, 1), 1, (7, 9)),      # global attention
 ])
-def test_fast_sta_matches_reference(stoken_size, n_iter, hw):
+@pytest.mark.parametrize('compiled', [False, True])
+def test_fast_sta_matches_reference(stoken_size, n_iter, hw, compiled):
+    """Eager, and compiled (torch.compile takes the im2col/col2im forms of
+    gather/scatter and pads unconditionally; aot_eager: the traced graph,
+    forward and backward, without code generation)."""
     module = SuperTokenAttention(40, 5, stoken_size, n_iter)
     x = torch.randn(2, 40, *hw, requires_grad=True)
     expected = _reference(module, x)
-    actual = module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    run = module
+    if compiled:
+        torch._dynamo.reset()
+        run = torch.compile(module, backend='aot_eager', fullgraph=True)
+    actual = run(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     assert actual.shape == x.shape
     scale = expected.abs().max()
     assert (actual - expected).abs().max() / scale < 1e-5

@@ -56,6 +56,8 @@ param_scheduler = [
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5),
 ]
-# DeiT keeps an EMA with decay 0.99996 per iteration.
-custom_hooks = [dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')]
+# DeiT keeps an EMA with decay 0.99996 per iteration. PlainParamGroupsHook:
+# see ../_base_/stvit_runtime.py (mmengine's `compile` option).
+custom_hooks = [dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),
+                dict(type='PlainParamGroupsHook')]
 auto_scale_lr = dict(base_batch_size=1024)

@@ -1,13 +1,14 @@
 """Mask R-CNN with an STViT-S backbone, 3x multi-scale schedule on COCO.
 
 Target (paper, COCO val2017): box AP 49.2, mask AP 44.2.
-Backbone choices: _base_/stvit_backbones.py; schedule and optimiser:
+Backbone choices: ../_base_/stvit_backbones.py; schedule and optimiser:
 _base_/coco_instance_ms_3x.py.
 """
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     './_base_/coco_instance_ms_3x.py',
-    './_base_/stvit_backbones.py',
+    '../_base_/stvit_backbones.py',
+    '../_base_/stvit_runtime.py',
 ]
 model = dict(
     backbone={{_base_.stvit_s}},

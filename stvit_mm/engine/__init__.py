@@ -1,3 +1,4 @@
+from .hooks import PlainParamGroupsHook
 from .optim_wrapper import AutoAmpOptimWrapper
 
-__all__ = ['AutoAmpOptimWrapper']
+__all__ = ['AutoAmpOptimWrapper', 'PlainParamGroupsHook']

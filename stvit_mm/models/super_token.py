@@ -44,9 +44,11 @@ def association_callback(callback: Callable) -> Iterator[None]:
 
 
 def _tracing() -> bool:
-    """True while the shapes are symbolic (ONNX / jit tracing, torch.export):
-    then a Python ``if`` on a size would be frozen into the graph."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+    """True while the shapes are symbolic (ONNX / jit tracing, torch.export,
+    torch.compile): then a Python ``if`` on a size would be frozen into the
+    graph (or guarded on, and recompiled for other sizes)."""
+    return (torch.jit.is_tracing() or torch.compiler.is_exporting()
+            or torch.compiler.is_compiling())
 
 
 def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
@@ -84,6 +86,39 @@ def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
     out = fused_ops.linear(out, proj_weight.reshape(channels, channels),
                            proj_bias)
     return out.view(shape)
+
+
+def _compiling() -> bool:
+    """True inside torch.compile (not torch.export, whose graphs keep the
+    tracing forms, which every ONNX opset can express)."""
+    return torch.compiler.is_compiling() and \
+        not torch.compiler.is_exporting()
+
+
+def _gather_unfold(grid: torch.Tensor) -> torch.Tensor:
+    """:func:`_gather` as one im2col (``F.unfold``, 3x3, zero padding 1),
+    whose channel slot k = 3 * dy + dx is the same neighbour order.
+
+    For torch.compile: one op instead of a pad, nine slices and a stack,
+    each of which costs symbolic-shape reasoning when the sizes are
+    dynamic (measured: most of the trace time of STViT-S).
+    """
+    batch, hh, ww, rest = grid.shape[0], grid.shape[1], grid.shape[2], \
+        tuple(grid.shape[3:])
+    columns = F.unfold(grid.reshape(batch, hh, ww, -1).permute(0, 3, 1, 2),
+                       3, padding=1)  # (B, R * 9, hh * ww)
+    columns = columns.view(batch, -1, 9, hh * ww).permute(0, 3, 2, 1)
+    return columns.reshape((batch, hh * ww, 9) + rest)
+
+
+def _scatter_fold(values: torch.Tensor, hh: int, ww: int) -> torch.Tensor:
+    """:func:`_scatter` as one col2im (``F.fold``), the adjoint of
+    :func:`_gather_unfold`; the same sums in another order."""
+    batch, rest = values.shape[0], tuple(values.shape[3:])
+    columns = values.reshape(batch, hh * ww, 9, -1).permute(0, 3, 2, 1)
+    grid = F.fold(columns.reshape(batch, -1, hh * ww), (hh, ww), 3,
+                  padding=1)  # (B, R, hh, ww)
+    return grid.permute(0, 2, 3, 1).reshape((batch, hh * ww) + rest)
 
 
 def _gather(grid: torch.Tensor) -> torch.Tensor:
@@ -160,6 +195,8 @@ def gather_neighbours(grid: torch.Tensor) -> torch.Tensor:
         torch.Tensor: (B, hh * ww, 9, C); slot k = 3 * dy + dx holds the
         super token at (i + dy - 1, j + dx - 1).
     """
+    if _compiling():
+        return _gather_unfold(grid)
     if _tracing() or not torch.is_grad_enabled():
         return _gather(grid)
     return _GatherNeighbours.apply(grid)
@@ -176,6 +213,8 @@ def scatter_to_neighbours(values: torch.Tensor, hh: int,
     Returns:
         torch.Tensor: (B, hh * ww, *rest).
     """
+    if _compiling():
+        return _scatter_fold(values, hh, ww)
     if _tracing() or not torch.is_grad_enabled():
         return _scatter(values, hh, ww)
     return _ScatterToNeighbours.apply(values, hh, ww)
@@ -210,14 +249,17 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
     """
     batch, height, width, channels = x.shape
     h, w = stoken_size
-    pad_b, pad_r = (-height) % h, (-width) % w
+    # Grid size by ceiling division and the padding from it (not the padding
+    # by modulo): with symbolic sizes the padded height is then literally
+    # hh * h, which the (hh, h) view below needs no arithmetic to prove.
+    hh, ww = (height + h - 1) // h, (width + w - 1) // w
+    pad_b, pad_r = hh * h - height, ww * w - width
     # When tracing, pad (and crop) unconditionally: a zero pad is a no-op,
     # and the exported graph then serves every input size.
     padded = _tracing() or bool(pad_b or pad_r)
     if padded:
         # Padding pixels are zeros that take part like real pixels.
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-    hh, ww = (height + pad_b) // h, (width + pad_r) // w
     # (B, hh*ww, h*w, C): the pixels of each cell, cell by cell.
     pixels = x.view(batch, hh, h, ww, w, channels).transpose(2, 3).reshape(
         batch, hh * ww, h * w, channels)
@@ -242,6 +284,14 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
     out = affinity @ gather_neighbours(stokens)  # (B, hh*ww, h*w, C)
     out = out.view(batch, hh, ww, h, w, channels).transpose(2, 3).reshape(
         batch, hh * h, ww * w, channels)
-    if padded:
+    if padded and _compiling():
+        # A slice checks whether it is a no-op (end == size), and
+        # as_strided's backward the window's geometry: guards on "padded or
+        # not" that recompile for other sizes. Index selection takes the
+        # first ``height`` rows and ``width`` columns without comparing.
+        rows = torch.arange(height, device=out.device)
+        columns = torch.arange(width, device=out.device)
+        out = out.index_select(1, rows).index_select(2, columns)
+    elif padded:
         out = out[:, :height, :width].contiguous()
     return out

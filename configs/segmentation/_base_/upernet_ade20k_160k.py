@@ -10,7 +10,7 @@ is present and a plain fp32 OptimWrapper otherwise, so this file also runs on
 a CPU.
 
 BatchNorm: the backbone keeps its ImageNet statistics (norm_eval=True, see
-../../detection/_base_/stvit_backbones.py); the UperNet heads use mmseg's
+../../_base_/stvit_backbones.py); the UperNet heads use mmseg's
 SyncBN across GPUs, which mmengine turns back into plain BN in a
 non-distributed run, so the same file trains in one CPU process.
 """

@@ -74,13 +74,12 @@ class ChannelLayerNorm(nn.Module):
 
 
 class ConvMlp(nn.Module):
-    """1x1 conv (C -> rC), GELU, residual depthwise 3x3, 1x1 conv (rC -> C)."""
+    """1x1 conv (C -> rC), GELU, residual depthwise 3x3, 1x1 conv (rC -> C).
 
-    # bytes of hidden activation per inference tile: well inside L3
-    TILE_BYTES = 4 << 20
-    # from this width up the MLP GEMMs are compute-bound (measured: tiling
-    # sped C = 64 and 128 up 2x and 1.6x, and slowed C = 320 down)
-    TILE_MAX_CHANNELS = 256
+    Fused CPU forms of this MLP (training with a memory-lean backward,
+    inference with BatchNorm and layer scale folded in) live in
+    :mod:`fused_ops`; this module holds the weights and the plain form.
+    """
 
     def __init__(self, channels: int, hidden_channels: int):
         super().__init__()
@@ -106,7 +105,6 @@ class ConvMlp(nn.Module):
         if torch.is_grad_enabled():
             y = fused_ops.conv_mlp_train(
                 x.permute(0, 2, 3, 1), self.fc1, self.conv.conv, self.fc2,
-                self._tile_bytes(x.shape[1]),
                 None if residual is None else residual.permute(0, 2, 3, 1))
             if y is not None:
                 return y.permute(0, 3, 1, 2)
@@ -120,64 +118,6 @@ class ConvMlp(nn.Module):
         if res is not None:
             y = y.add_(res)  # in place: the GEMM output is fresh
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
-
-    def _tile_bytes(self, channels: int) -> int:
-        """Wide layers are bound by arithmetic, not memory: one tile."""
-        return self.TILE_BYTES if channels < self.TILE_MAX_CHANNELS else \
-            1 << 62
-
-    def forward_inference(self, x: torch.Tensor, norm: nn.BatchNorm2d,
-                          residual: torch.Tensor,
-                          scale: Optional[torch.Tensor]) -> torch.Tensor:
-        """``residual + scale * mlp(norm(x))`` for inference with ``norm`` in
-        eval mode, all (B, C, H, W) channels-last.
-
-        The BatchNorm is folded into fc1 and the layer scale into fc2, so
-        fc1 + GELU and fc2 + residual add each run as one fused kernel (see
-        :mod:`fused_ops`). The rC-wide hidden activation is produced and
-        consumed tile by tile (groups of images, or bands of rows with a
-        one-row halo for the 3x3 conv), so it stays in cache instead of
-        making four passes over main memory; the same function as the
-        plain path.
-        """
-        batch, channels, height, width = x.shape
-        hidden = self.fc1.out_channels
-        w1, b1 = fused_ops.fold_batch_norm(norm, self.fc1.weight.flatten(1),
-                                           self.fc1.bias)
-        w2, b2 = self.fc2.weight.flatten(1), self.fc2.bias
-        if scale is not None:
-            scale = scale.flatten()
-            w2, b2 = w2 * scale[:, None], b2 * scale
-        x, residual = x.permute(0, 2, 3, 1), residual.permute(0, 2, 3, 1)
-
-        def run(images: slice, rows: slice, halo: slice) -> torch.Tensor:
-            """(n, rows, W, C): the MLP on ``rows`` of ``images``; ``halo``
-            adds up to one neighbouring row each side for the 3x3 conv."""
-            tile = x[images, halo]
-            n, tile_rows = tile.shape[0], tile.shape[1]
-            y = fused_ops.linear(tile.reshape(n, tile_rows * width, channels),
-                                 w1, b1, gelu=True)
-            y = y.view(n, tile_rows, width, hidden)
-            # the conv pads with zeros; halo rows supply the real neighbours
-            # and the rows computed from padding are dropped
-            inner = slice(rows.start - halo.start, rows.stop - halo.start)
-            conv = self.conv.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            y = conv[:, inner].add_(y[:, inner])
-            n_rows = rows.stop - rows.start
-            res = residual[images, rows].reshape(n, n_rows * width, channels)
-            out = fused_ops.linear(y.reshape(n, n_rows * width, hidden), w2,
-                                   b2, residual=res)
-            return out.view(n, n_rows, width, channels)
-
-        tiles = list(fused_ops.mlp_tiles(batch, height, width, hidden,
-                                         x.element_size(),
-                                         self._tile_bytes(channels)))
-        if len(tiles) == 1:
-            return run(*tiles[0]).permute(0, 3, 1, 2)
-        out = residual.new_empty(residual.shape)
-        for images, rows, halo in tiles:
-            out[images, rows] = run(images, rows, halo)
-        return out.permute(0, 3, 1, 2)
 
 
 class TokenMixer(nn.Module):
@@ -268,8 +208,9 @@ class STViTBlock(nn.Module):
             attn = self.gamma_1 * attn
         x = self.drop_path(attn).add_(x)
         if self._inference_mlp(x):
-            return self.mlp2.forward_inference(
-                x, self.norm2, x, self.gamma_2 if self.layer_scale else None)
+            return fused_ops.conv_mlp_inference(
+                x, self.norm2, self.mlp2.fc1, self.mlp2.conv.conv,
+                self.mlp2.fc2, self.gamma_2 if self.layer_scale else None)
         if not self.layer_scale and not (self.training
                                          and self.drop_path.drop_prob > 0):
             return self.mlp2(self.norm2(x), residual=x)

@@ -1,5 +1,5 @@
 """STViT backbones for dense prediction, one variable per size, used as
-``backbone={{_base_.stvit_s}}`` by the detection configs.
+``backbone={{_base_.stvit_s}}`` by the detection and segmentation configs.
 
 - Super tokens of 16, 8, 2, 1 pixels per stage: with those the backbone
   costs the paper's FLOPs (STViT-S 82.3G at 1280x800); they are not tied to
