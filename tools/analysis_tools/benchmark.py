@@ -277,7 +277,7 @@ def matmul_rate(device, size=2048, repeats=5):
 
 # ----------------------------------------------------------------- targets
 def measure_targets(device, repeats, quick=False):
-    """Issue targets 1-4 and 6, each as (name, value, goal, met)."""
+    """Issue targets 1-4, each as (name, value, goal, met)."""
     rows = []
     dense_hw = (96, 160) if quick else (800, 1344)
     small_batch = 2 if quick else 16
@@ -337,35 +337,29 @@ def measure_targets(device, repeats, quick=False):
 # ---------------------------------------------------------------- compile
 def _compile_and_time(model, x, precision, train, repeats):
     """Inductor: seconds of compile + first call, then median seconds per
-    call compiled and eager, for inference (no_grad) or forward + backward."""
+    call compiled and eager (:func:`time_train_step` for forward +
+    backward, :func:`time_inference` otherwise)."""
     import torch._dynamo
     torch._dynamo.reset()  # no cache from the previous model
     model.train(train)
     compiled = torch.compile(model, backend='inductor')
     device = x.device.type
-
-    def call(run):
-        if train:
-            _train_step(run, x, precision)
-        else:
-            with torch.no_grad(), _autocast(device, precision):
-                run(x)
-        _sync(device)
-
     start = time.perf_counter()
-    call(compiled)
+    if train:
+        _train_step(compiled, x, precision)
+    else:
+        with torch.no_grad(), _autocast(device, precision):
+            compiled(x)
+    _sync(device)
     first = time.perf_counter() - start
-    times = {}
-    for name, run in (('compiled', compiled), ('eager', model)):
-        call(run)
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call(run)
-            samples.append(time.perf_counter() - start)
-        times[name] = statistics.median(samples)
+    if train:
+        t_compiled, _ = time_train_step(compiled, x, precision, repeats)
+        t_eager, _ = time_train_step(model, x, precision, repeats)
+    else:
+        t_compiled = time_inference(compiled, x, precision, repeats)[0]
+        t_eager = time_inference(model, x, precision, repeats)[0]
     model.eval()
-    return first, times['compiled'], times['eager']
+    return first, t_compiled, t_eager
 
 
 def measure_compile(device, repeats, quick=False):
