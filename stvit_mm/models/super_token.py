@@ -16,8 +16,6 @@ import torch.nn.functional as F
 
 from stvit_mm.models import fused_ops
 
-EPS = 1e-12  # guards the association-weight normalisation, as in the paper
-
 # Observer of the final association, for visualisation (see
 # :func:`association_callback`); None costs one comparison per call.
 _association_callback: Optional[Callable] = None
@@ -229,7 +227,9 @@ def _weighted_mean(affinity: torch.Tensor, pixels: torch.Tensor,
     """
     total = scatter_to_neighbours(affinity.transpose(-1, -2) @ pixels, hh, ww)
     wide = torch.promote_types(total.dtype, torch.float32)
-    return (total.to(wide) / (weight.to(wide) + EPS)).to(total.dtype)
+    # eps 1e-12 as in the paper; a literal, because torch.compile traces a
+    # float global as a symbolic input (and then restarts, see stvit._fixed)
+    return (total.to(wide) / (weight.to(wide) + 1e-12)).to(total.dtype)
 
 
 def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],

@@ -21,9 +21,47 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from stvit_mm.models import fused_ops
-from stvit_mm.models.super_token import (multi_head_self_attention,
+from stvit_mm.models.super_token import (_compiling,
+                                          multi_head_self_attention,
                                           super_token_attention)
 from stvit_mm.utils.checkpoint import load_pretrained_backbone
+
+
+@torch.compiler.assume_constant_result
+def _fixed(module: nn.Module, name: str):
+    """``getattr(module, name)`` for a float hyper-parameter (norm eps, BN
+    momentum, drop-path rate), read by torch.compile as a constant.
+
+    With ``dynamic=True`` torch.compile traces every float module attribute
+    as a symbolic input, cannot keep eps and momentum symbolic inside
+    batch_norm / layer_norm, and then restarts the whole capture with them
+    specialised: twice the trace time (STViT-S forward + backward 171 s ->
+    83 s here). They are fixed once the model is built: after changing one
+    on a compiled model, call ``torch._dynamo.reset()``.
+    """
+    return getattr(module, name)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose eps and momentum torch.compile sees as
+    constants (see :func:`_fixed`); eager runs the parent's forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        momentum = _fixed(self, 'momentum')
+        if not _compiling() or momentum is None:  # None: cumulative average
+            return super().forward(x)
+        update_stats = self.training and self.track_running_stats
+        if update_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        # as the parent: batch statistics in training or without buffers;
+        # buffers passed where they are used or updated
+        use_buffers = not self.training or self.track_running_stats
+        return F.batch_norm(
+            x, self.running_mean if use_buffers else None,
+            self.running_var if use_buffers else None, self.weight, self.bias,
+            self.training or (self.running_mean is None
+                              and self.running_var is None),
+            momentum, _fixed(self, 'eps'))
 
 
 class DropPath(nn.Module):
@@ -33,10 +71,15 @@ class DropPath(nn.Module):
         super().__init__()
         self.drop_prob = float(drop_prob)
 
+    @property
+    def active(self) -> bool:
+        """Whether forward drops anything (training with a rate above 0)."""
+        return self.training and _fixed(self, 'drop_prob') > 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0. or not self.training:
+        if not self.active:
             return x
-        keep = 1. - self.drop_prob
+        keep = 1. - _fixed(self, 'drop_prob')
         mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
 
@@ -70,7 +113,9 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.permute(0, 2, 3, 1))
+        norm = self.norm
+        return F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape,
+                            norm.weight, norm.bias, _fixed(norm, 'eps'))
 
 
 class ConvMlp(nn.Module):
@@ -188,7 +233,7 @@ class STViTBlock(nn.Module):
         self.attn = SuperTokenAttention(channels, num_heads, stoken_size,
                                         n_iter, qkv_bias)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.BatchNorm2d(channels)
+        self.norm2 = BatchNorm2d(channels)
         self.mlp2 = ConvMlp(channels, int(channels * mlp_ratio))
         self.layer_scale = layer_scale_init_value > 0
         if self.layer_scale:
@@ -211,8 +256,7 @@ class STViTBlock(nn.Module):
             return fused_ops.conv_mlp_inference(
                 x, self.norm2, self.mlp2.fc1, self.mlp2.conv.conv,
                 self.mlp2.fc2, self.gamma_2 if self.layer_scale else None)
-        if not self.layer_scale and not (self.training
-                                         and self.drop_path.drop_prob > 0):
+        if not self.layer_scale and not self.drop_path.active:
             return self.mlp2(self.norm2(x), residual=x)
         mlp = self.mlp2(self.norm2(x))
         if self.layer_scale:
@@ -225,7 +269,7 @@ class STViTBlock(nn.Module):
         return (fused_ops.compute_dtype(x) is not None
                 and not self.norm2.training
                 and self.norm2.track_running_stats and self.norm2.affine
-                and not (self.training and self.drop_path.drop_prob > 0)
+                and not self.drop_path.active
                 and not (torch.is_grad_enabled() and any(
                     p.requires_grad for p in self.parameters())))
 
@@ -245,18 +289,20 @@ class ConvStem(nn.Sequential):
 @contextmanager
 def _frozen_bn_statistics(module: nn.Module):
     """During activation-checkpoint recomputation the blocks run forward a
-    second time; keep BatchNorm running statistics from being updated twice."""
+    second time; keep BatchNorm running statistics from being updated twice.
+    The buffers are restored rather than momentum set to 0: under
+    torch.compile momentum is a constant of the graph (see :func:`_fixed`)."""
     saved = []
     for m in module.modules():
         if isinstance(m, _BatchNorm) and m.training and m.track_running_stats:
-            saved.append((m, m.momentum, m.num_batches_tracked.clone()))
-            m.momentum = 0.
+            buffers = (m.running_mean, m.running_var, m.num_batches_tracked)
+            saved.append((buffers, [b.clone() for b in buffers]))
     try:
         yield
     finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(tracked)
+        for buffers, copies in saved:
+            for buffer, copy in zip(buffers, copies):
+                buffer.copy_(copy)
 
 
 class STViTStage(nn.Module):
@@ -274,7 +320,7 @@ class STViTStage(nn.Module):
             self.downsample = nn.Module()
             self.downsample.proj = nn.Sequential(
                 nn.Conv2d(channels, out_channels, 3, 2, 1),
-                nn.BatchNorm2d(out_channels))
+                BatchNorm2d(out_channels))
         else:
             self.downsample = None
 
@@ -365,7 +411,7 @@ class STViT(BaseModule):
         stem = []
         for i, stride in enumerate((2, 1, 2, 1)):
             stem += [nn.Conv2d(stem_dims[i], stem_dims[i + 1], 3, stride, 1),
-                     nn.GELU(), nn.BatchNorm2d(stem_dims[i + 1])]
+                     nn.GELU(), BatchNorm2d(stem_dims[i + 1])]
         self.patch_embed = nn.Module()
         self.patch_embed.proj = ConvStem(*stem)
 
