@@ -46,9 +46,20 @@ def fused_kernels(enabled: bool) -> Iterator[None]:
         _enabled = previous
 
 
-def _symbolic() -> bool:
+def symbolic() -> bool:
+    """True while the shapes are symbolic (ONNX / jit tracing, torch.export,
+    torch.compile): a Python ``if`` on a size would then be frozen into the
+    graph (or guarded on, and recompiled for other sizes), and the fused
+    kernels step aside."""
     return (torch.jit.is_tracing() or torch.compiler.is_exporting()
             or torch.compiler.is_compiling())
+
+
+def compiling() -> bool:
+    """True inside torch.compile (not torch.export, whose graphs keep the
+    tracing forms, which every ONNX opset can express)."""
+    return torch.compiler.is_compiling() and \
+        not torch.compiler.is_exporting()
 
 
 def _onednn_enabled() -> bool:
@@ -99,7 +110,7 @@ def _bf16_kernels_supported() -> bool:
 def compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
     """The dtype a fused kernel should run ``x`` in, or None when the plain
     path must run (GPU, gradients, tracing, unsupported dtype, no oneDNN)."""
-    if not _enabled or x.device.type != 'cpu' or _symbolic():
+    if not _enabled or x.device.type != 'cpu' or symbolic():
         return None
     if torch.is_grad_enabled() and x.requires_grad:
         return None
@@ -382,7 +393,7 @@ def conv_mlp_train(x: torch.Tensor, fc1: nn.Conv2d, conv: nn.Conv2d,
         torch.Tensor: (B, H, W, C_out).
     """
     if (not _enabled or x.device.type != 'cpu' or x.dtype != torch.float32
-            or torch.is_autocast_enabled('cpu') or _symbolic()):
+            or torch.is_autocast_enabled('cpu') or symbolic()):
         return None
     return _ConvMlpFunction.apply(
         x, fc1.weight.flatten(1), fc1.bias, conv.weight, conv.bias,

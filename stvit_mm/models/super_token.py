@@ -42,11 +42,9 @@ def association_callback(callback: Callable) -> Iterator[None]:
 
 
 def _tracing() -> bool:
-    """True while the shapes are symbolic (ONNX / jit tracing, torch.export,
-    torch.compile): then a Python ``if`` on a size would be frozen into the
-    graph (or guarded on, and recompiled for other sizes)."""
-    return (torch.jit.is_tracing() or torch.compiler.is_exporting()
-            or torch.compiler.is_compiling())
+    """:func:`fused_ops.symbolic`, looked up here so that a test can force
+    the tracing forms of this module in eager mode."""
+    return fused_ops.symbolic()
 
 
 def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
@@ -84,13 +82,6 @@ def multi_head_self_attention(tokens: torch.Tensor, qkv_weight: torch.Tensor,
     out = fused_ops.linear(out, proj_weight.reshape(channels, channels),
                            proj_bias)
     return out.view(shape)
-
-
-def _compiling() -> bool:
-    """True inside torch.compile (not torch.export, whose graphs keep the
-    tracing forms, which every ONNX opset can express)."""
-    return torch.compiler.is_compiling() and \
-        not torch.compiler.is_exporting()
 
 
 def _gather_unfold(grid: torch.Tensor) -> torch.Tensor:
@@ -193,7 +184,7 @@ def gather_neighbours(grid: torch.Tensor) -> torch.Tensor:
         torch.Tensor: (B, hh * ww, 9, C); slot k = 3 * dy + dx holds the
         super token at (i + dy - 1, j + dx - 1).
     """
-    if _compiling():
+    if fused_ops.compiling():
         return _gather_unfold(grid)
     if _tracing() or not torch.is_grad_enabled():
         return _gather(grid)
@@ -211,7 +202,7 @@ def scatter_to_neighbours(values: torch.Tensor, hh: int,
     Returns:
         torch.Tensor: (B, hh * ww, *rest).
     """
-    if _compiling():
+    if fused_ops.compiling():
         return _scatter_fold(values, hh, ww)
     if _tracing() or not torch.is_grad_enabled():
         return _scatter(values, hh, ww)
@@ -284,7 +275,7 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
     out = affinity @ gather_neighbours(stokens)  # (B, hh*ww, h*w, C)
     out = out.view(batch, hh, ww, h, w, channels).transpose(2, 3).reshape(
         batch, hh * h, ww * w, channels)
-    if padded and _compiling():
+    if padded and fused_ops.compiling():
         # A slice checks whether it is a no-op (end == size), and
         # as_strided's backward the window's geometry: guards on "padded or
         # not" that recompile for other sizes. Index selection takes the

@@ -21,8 +21,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from stvit_mm.models import fused_ops
-from stvit_mm.models.super_token import (_compiling,
-                                          multi_head_self_attention,
+from stvit_mm.models.super_token import (multi_head_self_attention,
                                           super_token_attention)
 from stvit_mm.utils.checkpoint import load_pretrained_backbone
 
@@ -48,7 +47,8 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         momentum = _fixed(self, 'momentum')
-        if not _compiling() or momentum is None:  # None: cumulative average
+        # momentum None: a cumulative average, left to the parent
+        if not fused_ops.compiling() or momentum is None:
             return super().forward(x)
         update_stats = self.training and self.track_running_stats
         if update_stats and self.num_batches_tracked is not None:
