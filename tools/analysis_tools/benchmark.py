@@ -343,7 +343,7 @@ def _cold_compile_caches():
     caches cleared and its on-disk caches (FX graphs, AOT autograd, compiled
     kernels; Triton's on CUDA) in a new empty folder, removed afterwards.
     Without this a second run loads what the first compiled (measured: a
-    repeated Swin-T compile took 3 s instead of 100 s)."""
+    repeated Swin-T compile took 3 s instead of 110 s)."""
     import torch._dynamo
     from torch._inductor.utils import clear_inductor_caches
     keys = ('TORCHINDUCTOR_CACHE_DIR', 'TRITON_CACHE_DIR')

@@ -35,8 +35,9 @@ def _fixed(module: nn.Module, name: str):
     as a symbolic input, cannot keep eps and momentum symbolic inside
     batch_norm / layer_norm, and then restarts the whole capture with them
     specialised: twice the trace time (STViT-S forward + backward 171 s ->
-    83 s here). They are fixed once the model is built: after changing one
-    on a compiled model, call ``torch._dynamo.reset()``.
+    72 s here, benchmark.py --compile). They are fixed once the model is
+    built: after changing one on a compiled model, call
+    ``torch._dynamo.reset()``.
     """
     return getattr(module, name)
 
