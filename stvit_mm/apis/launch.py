@@ -8,7 +8,7 @@ entry point serves every config of this repository.
 
 CPU distributed runs (``--launcher pytorch`` under torchrun, no CUDA) need
 two things mmengine 0.10.7 does not do by itself (measured, see
-shared/environment.md): its ``init_dist`` calls ``torch.cuda.set_device``
+docs/install.md): its ``init_dist`` calls ``torch.cuda.set_device``
 unconditionally, and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``,
 which DistributedDataParallel rejects for CPU modules. So we initialise the
 gloo process group ourselves before the Runner is built (the Runner then
