@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from stvit_mm.analysis.benchmark import read_results
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -46,14 +48,9 @@ def test_chart_is_redrawn_from_a_run(source, tmp_path):
     md = osp.join(ROOT, 'docs', 'benchmark', 'benchmark_cpu.md')
     results = md
     if source == 'json':
-        sys.path.insert(0, osp.dirname(script))
-        try:
-            import benchmark
-        finally:
-            sys.path.pop(0)
         results = str(tmp_path / 'run.json')
         with open(results, 'w') as f:
-            json.dump(benchmark.read_results(md), f)
+            json.dump(read_results(md), f)
     result = subprocess.run(
         [sys.executable, script, '--redraw', results, '--out',
          str(tmp_path / 'out')], capture_output=True, text=True, timeout=300)
