@@ -8,7 +8,7 @@ grid: no parameters, no convolution, and exactly the same arithmetic,
 including the zero neighbours outside the grid, which take part in the
 softmax with logit 0 and whose weight is then dropped.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator, Optional, Tuple
 
 import torch
@@ -209,18 +209,35 @@ def scatter_to_neighbours(values: torch.Tensor, hh: int,
     return _ScatterToNeighbours.apply(values, hh, ww)
 
 
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 (float64 stays): the dtype of the association."""
+    wide = torch.promote_types(t.dtype, torch.float32)
+    return t if t.dtype == wide else t.to(wide)
+
+
+def _autocast_off(t: torch.Tensor):
+    """A context in which autocast leaves the ops on ``t``'s device alone
+    (they then run in their inputs' dtype); a no-op when it is off."""
+    device = t.device.type
+    if torch.amp.is_autocast_available(device) and \
+            torch.is_autocast_enabled(device):
+        return torch.autocast(device_type=device, enabled=False)
+    return nullcontext()
+
+
 def _weighted_mean(affinity: torch.Tensor, pixels: torch.Tensor,
                    weight: torch.Tensor, hh: int, ww: int) -> torch.Tensor:
     """S_k = sum_p A_pk x_p / (sum_p A_pk + eps), folded onto the grid.
 
-    Normalised in fp32 so that half-precision sums can neither overflow nor
-    lose the eps. Returns (B, hh * ww, C) in the dtype of the matmul.
+    Computed in the inputs' dtype, which the caller makes float32 with
+    autocast off: a cell's sum runs over up to 256 pixels and then 9 cells,
+    which overflows float16 at trained-network activation scale (and the
+    eps vanishes in it). Returns (B, hh * ww, C).
     """
     total = scatter_to_neighbours(affinity.transpose(-1, -2) @ pixels, hh, ww)
-    wide = torch.promote_types(total.dtype, torch.float32)
     # eps 1e-12 as in the paper; a literal, because torch.compile traces a
     # float global as a symbolic input (and then restarts, see stvit._fixed)
-    return (total.to(wide) / (weight.to(wide) + 1e-12)).to(total.dtype)
+    return total / (weight + 1e-12)
 
 
 def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
@@ -256,21 +273,36 @@ def super_token_attention(x: torch.Tensor, stoken_size: Tuple[int, int],
         batch, hh * ww, h * w, channels)
     scale = channels ** -0.5
 
-    with torch.no_grad():  # the association carries no gradient
-        stokens = pixels.mean(2)  # average of each cell
+    # The association (logits, softmax, weight sums and weighted means) runs
+    # in float32 with autocast off, whatever the input dtype or autocast
+    # (AMP) asks for. A logit is pixel . super token ~ |x|^2 before the
+    # scale applies: float16 overflows (65504) once |x| > 256, e.g. with
+    # three LayerNorm output channels of ~150, outliers trained transformers
+    # have (inf, then a NaN softmax); bfloat16 keeps 8 bits, an error of
+    # ~|x|^2 / 256 that scrambles near-ties; the sums of _weighted_mean run
+    # over up to 256 pixels and 9 cells. Cheap: no gradient, thin GEMMs
+    # next to the MLP's. In float32 all of this is a no-op (same ops,
+    # bit-identical results).
+    pixels32 = _float32(pixels)
+    with torch.no_grad(), _autocast_off(pixels):
+        stokens = pixels32.mean(2)  # average of each cell
         for it in range(n_iter):
             neighbours = gather_neighbours(stokens.view(batch, hh, ww, -1))
-            logits = pixels @ neighbours.transpose(-1, -2) * scale
+            logits = pixels32 @ neighbours.transpose(-1, -2) * scale
             affinity = logits.softmax(-1)  # (B, hh*ww, h*w, 9)
             weight = scatter_to_neighbours(affinity.sum(2), hh, ww)
             weight = weight.unsqueeze(-1)  # (B, hh*ww, 1)
             if it < n_iter - 1:
-                stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
-        affinity = affinity.to(pixels.dtype)
+                stokens = _weighted_mean(affinity, pixels32, weight, hh, ww)
         if _association_callback is not None:
-            _association_callback(affinity, (hh, ww), (h, w), (height, width))
+            _association_callback(affinity.to(pixels.dtype), (hh, ww),
+                                  (h, w), (height, width))
 
-    stokens = _weighted_mean(affinity, pixels, weight, hh, ww)
+    # differentiable in the pixels; float32 for the same sums
+    with _autocast_off(pixels):
+        stokens = _weighted_mean(affinity, pixels32, weight, hh, ww)
+    affinity = affinity.to(pixels.dtype)
+    stokens = stokens.to(pixels.dtype)
     stokens = refine(stokens.view(batch, hh, ww, channels))
     out = affinity @ gather_neighbours(stokens)  # (B, hh*ww, h*w, C)
     out = out.view(batch, hh, ww, h, w, channels).transpose(2, 3).reshape(
