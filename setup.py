@@ -52,5 +52,7 @@ setup(
         'cls': ['mmpretrain==1.2.0'],
         'det': ['mmdet==3.3.0'],
         'seg': ['mmsegmentation==1.2.2'],
+        # timm.create_model('stvit_small', ...): see stvit_mm/timm.py
+        'timm': ['timm>=1.0'],
     },
 )

@@ -44,6 +44,12 @@ MM_PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 o
 MM_EXTRA=(ftfy regex)
 # mmcv's runtime dependencies (its wheel is installed without them, not to touch torch).
 MMCV_DEPS=(addict packaging Pillow pyyaml yapf opencv-python)
+# timm (the [timm] extra, tested by the suite) is installed --no-deps with its
+# other dependencies listed, as mmcv is: its requirement on torch must not replace
+# the torch, and under --keep-torch a constraint with a local version
+# (torch==2.14.1+cu130) matches no registry wheel's metadata (2.14.1).
+TIMM_PIN=timm==1.0.31
+TIMM_DEPS=(pyyaml huggingface_hub safetensors)
 # mmcv's setup.py imports pkg_resources, gone from setuptools >= 81.
 BUILD_PINS=("setuptools<81" wheel ninja)
 
@@ -106,7 +112,8 @@ if [ -n "$DOWNLOAD_DIR" ]; then
   fi
   log "downloading wheels for torch $TV (CUDA $CUDA_V) into $DOWNLOAD_DIR"
   "${DL[@]}" "${TARGET[@]}" "${TORCH_DL[@]}" "${MM_PINS[@]}" "${MM_EXTRA[@]}" "${MMCV_DEPS[@]}" \
-    "${BUILD_PINS[@]}" -r "$ROOT/requirements/tests.txt"
+    "${TIMM_DEPS[@]}" "${BUILD_PINS[@]}" -r "$ROOT/requirements/tests.txt"
+  "${DL[@]}" "${TARGET[@]}" --no-deps "$TIMM_PIN"
   # The mmcv source (pip runs its setup.py for metadata, in a build
   # environment that needs setuptools < 81 too), and the CUDA compiler of
   # torch's CUDA version for a GPU build.
@@ -318,9 +325,10 @@ else
   "${PIP[@]}" install -q "${SOURCE[@]}" "${MM_PINS[@]}" "${MM_EXTRA[@]}" "mmcv==$MMCV_VERSION" "${TORCH_PINS[@]}" "${BUILD_PINS[@]}"
 fi
 
-log "stvit_mm (editable) and test tools"
+log "stvit_mm (editable), timm and test tools"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
-"${PIP[@]}" install -q "${SOURCE[@]}" "${PIN[@]}" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -q "${SOURCE[@]}" "${PIN[@]}" -r "$ROOT/requirements/tests.txt" "${TIMM_DEPS[@]}"
+"${PIP[@]}" install -q "${SOURCE[@]}" --no-deps "$TIMM_PIN"
 
 if [ "$NO_MMCV" = 1 ]; then
   "$PY" -c 'import torch, mmengine, stvit_mm; print(f"[install] ok without mmcv: torch {torch.__version__}, mmengine {mmengine.__version__}, stvit_mm {stvit_mm.__version__}")'

@@ -174,6 +174,11 @@ def read_checkpoint(filename, map_location=None):
     """
     filename = osp.expanduser(os.fspath(filename))
     check_checkpoint_structure(filename)
+    # Register again (idempotent): leaving a torch.serialization.safe_globals
+    # context, as timm's loader does around its own loads, removes what it
+    # listed from the process-wide allow-list, argparse.Namespace included.
+    from .safe_globals import register_safe_globals
+    register_safe_globals()
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
