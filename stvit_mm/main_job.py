@@ -39,6 +39,7 @@ from stvit_mm.tiny_datasets import CATEGORIES, make_all
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TASKS = ('classification', 'detection', 'segmentation')
+# every metric the chance guesser scores; a stage reports its Stage.metrics
 METRICS = {'classification': ('accuracy/top1', ),
            'detection': ('coco/bbox_mAP', 'coco/segm_mAP'),
            'segmentation': ('mIoU', )}
@@ -48,14 +49,19 @@ METRICS = {'classification': ('accuracy/top1', ),
 # same chain with the paper's STViT-S and the configs' full-width heads.
 TINY_ARCH = dict(embed_dims=[32, 64, 128, 256], depths=[1, 1, 2, 1],
                  num_heads=[1, 2, 4, 8])
-# With the small backbone, necks and heads of matching width. The configs'
-# 256-channel FPN, 1024-unit box head and 256-channel mask convs, and
+# With the small backbone, necks and heads of matching width, per head. The
+# configs' 256-channel FPN, 1024-unit box head and 256-channel mask convs, and
 # UperNet's 512 channels, are sized for STViT-S on 800-pixel images; on the
 # tiny ones they cost 5x (Mask R-CNN: 1.15 s vs 0.22 s per iteration) and
-# 5x (UperNet: 4.1 s vs 0.8 s) the time of these, one thread each.
+# 5x (UperNet: 4.1 s vs 0.8 s) the time of these, one thread each. DINO and
+# Mask2Former keep their layer counts and query mechanics; Mask2Former's
+# 256-wide transformers shrink to 64 (8 heads of 8), DINO's feed-forward
+# layers to 512, and DINO's 900 queries (top-k over the encoder's tokens,
+# 340 of them at 128 px) to 100.
+_DETR_WIDTH = 64
 TINY_HEADS = {
-    'classification': {},
-    'detection': {
+    'classifier': {},
+    'mask_rcnn': {
         'model.neck.out_channels': 64,
         'model.rpn_head.in_channels': 64,
         'model.rpn_head.feat_channels': 64,
@@ -65,9 +71,46 @@ TINY_HEADS = {
         'model.roi_head.mask_roi_extractor.out_channels': 64,
         'model.roi_head.mask_head.in_channels': 64,
         'model.roi_head.mask_head.conv_out_channels': 64},
-    'segmentation': {
+    'upernet': {
         'model.decode_head.channels': 128,
         'model.auxiliary_head.channels': 64},
+    'dino': {
+        # width stays 256: mmdet's DINO decoder encodes the reference
+        # points with a fixed 128 features per coordinate
+        'model.num_queries': 100,
+        'model.encoder.layer_cfg.ffn_cfg.feedforward_channels': 512,
+        'model.decoder.layer_cfg.ffn_cfg.feedforward_channels': 512,
+        'model.dn_cfg.group_cfg.num_dn_queries': 20},
+    'mask2former': {
+        'model.decode_head.feat_channels': _DETR_WIDTH,
+        'model.decode_head.out_channels': _DETR_WIDTH,
+        'model.decode_head.num_queries': 20,
+        # 12544 sampled points per mask are for 512-px crops; a 128-px image
+        # has 16384 pixels
+        'model.decode_head.train_cfg.num_points': 2048,
+        'model.decode_head.pixel_decoder.norm_cfg.num_groups': 8,
+        'model.decode_head.pixel_decoder.encoder.layer_cfg.self_attn_cfg.'
+        'embed_dims': _DETR_WIDTH,
+        'model.decode_head.pixel_decoder.encoder.layer_cfg.ffn_cfg.'
+        'embed_dims': _DETR_WIDTH,
+        'model.decode_head.pixel_decoder.encoder.layer_cfg.ffn_cfg.'
+        'feedforward_channels': 256,
+        'model.decode_head.pixel_decoder.positional_encoding.num_feats':
+        _DETR_WIDTH // 2,
+        'model.decode_head.positional_encoding.num_feats': _DETR_WIDTH // 2,
+        'model.decode_head.transformer_decoder.layer_cfg.self_attn_cfg.'
+        'embed_dims': _DETR_WIDTH,
+        'model.decode_head.transformer_decoder.layer_cfg.cross_attn_cfg.'
+        'embed_dims': _DETR_WIDTH,
+        'model.decode_head.transformer_decoder.layer_cfg.ffn_cfg.'
+        'embed_dims': _DETR_WIDTH,
+        'model.decode_head.transformer_decoder.layer_cfg.ffn_cfg.'
+        'feedforward_channels': 256,
+        # one round over the three feature levels (not three), two
+        # deformable encoder layers (not six): each decoder layer adds a
+        # Hungarian matching and a point-sampled mask loss
+        'model.decode_head.transformer_decoder.num_layers': 3,
+        'model.decode_head.pixel_decoder.encoder.num_layers': 2},
 }
 HANDOVER_NAME = 'stvit_tiny_classifier_mm.pth'
 
@@ -81,6 +124,8 @@ class Stage:
     lr: float
     size: int         # image side in pixels
     batch_size: int
+    head: str         # key of TINY_HEADS and of the chart's titles
+    metrics: Tuple[str, ...]  # the toolbox's names of the held-out metrics
     # config keys whose defaults are sized for COCO / ADE20K scenes
     overrides: Optional[dict] = None
 
@@ -88,9 +133,12 @@ class Stage:
 STAGES = {
     'classification': Stage('classification',
                             'configs/classification/stvit_s_in1k.py',
-                            iters=300, lr=1e-3, size=64, batch_size=32),
+                            iters=300, lr=1e-3, size=64, batch_size=32,
+                            head='classifier', metrics=('accuracy/top1', )),
     'detection': Stage('detection', 'configs/detection/mask_rcnn_stvit_s.py',
                        iters=400, lr=2e-4, size=128, batch_size=2,
+                       head='mask_rcnn',
+                       metrics=('coco/bbox_mAP', 'coco/segm_mAP'),
                        # a tiny image holds at most 4 objects, a COCO image
                        # dozens: 32 sampled RoIs per image (not 512) keep the
                        # mask head's cost in proportion, and 20 detections
@@ -101,8 +149,30 @@ STAGES = {
                            'model.test_cfg.rcnn.max_per_img': 20}),
     'segmentation': Stage('segmentation',
                           'configs/segmentation/upernet_stvit_s.py',
-                          iters=300, lr=2e-4, size=128, batch_size=4),
+                          iters=300, lr=2e-4, size=128, batch_size=4,
+                          head='upernet', metrics=('mIoU', )),
 }
+# The heads the chain can fine-tune (--detector, --segmentor); the defaults
+# are the paper's, STAGES['detection'] and STAGES['segmentation'].
+HEAD_STAGES = {
+    'mask_rcnn': STAGES['detection'],
+    'upernet': STAGES['segmentation'],
+    'dino': Stage('detection', 'configs/detection/dino-4scale_stvit_s_12e.py',
+                  iters=300, lr=2e-4, size=128, batch_size=2,
+                  head='dino', metrics=('coco/bbox_mAP', ),
+                  # a tiny image holds at most 4 objects: 20 detections
+                  overrides={'model.test_cfg.max_per_img': 20}),
+    'mask2former': Stage('segmentation',
+                         'configs/segmentation/mask2former_stvit_s_160k.py',
+                         iters=200, lr=2e-4, size=128, batch_size=4,
+                         head='mask2former', metrics=('mIoU', )),
+}
+DETECTORS = ('mask_rcnn', 'dino')
+SEGMENTORS = ('upernet', 'mask2former')
+HEAD_TITLES = {'classifier': 'classification (mmpretrain)',
+               'mask_rcnn': 'Mask R-CNN (mmdet)', 'dino': 'DINO (mmdet)',
+               'upernet': 'UperNet (mmseg)',
+               'mask2former': 'Mask2Former (mmseg)'}
 
 
 class StageError(RuntimeError):
@@ -121,11 +191,16 @@ def set_backbone_arch(cfg: Config, arch) -> Config:
             'mmseg': 'segmentation'}[cfg.default_scope]
     if task == 'classification':
         cfg.model.neck.in_channels = channels[-1]
-    elif task == 'detection':
-        cfg.model.neck.in_channels = channels
+        return cfg
+    # the stages the backbone hands on: all four (FPN, UperNet, Mask2Former)
+    # or the last three (DINO at 4 scales)
+    used = [channels[i] for i in cfg.model.backbone.out_indices]
+    if task == 'detection':
+        cfg.model.neck.in_channels = used
     else:
-        cfg.model.decode_head.in_channels = channels
-        cfg.model.auxiliary_head.in_channels = channels[2]
+        cfg.model.decode_head.in_channels = used
+        if cfg.model.get('auxiliary_head'):
+            cfg.model.auxiliary_head.in_channels = channels[2]
     return cfg
 
 
@@ -144,7 +219,7 @@ def stage_config(stage: Stage, arch, data_root: str, work_dir: str,
     cfg = Config.fromfile(osp.join(ROOT, stage.config))
     set_backbone_arch(cfg, copy.deepcopy(arch))
     if arch == TINY_ARCH:
-        cfg.merge_from_dict(TINY_HEADS[stage.task])
+        cfg.merge_from_dict(TINY_HEADS[stage.head])
     iters = iters or stage.iters
     apply_tiny_overrides(
         cfg, data_root, work_dir, size=stage.size, iters=iters,
@@ -207,14 +282,19 @@ def _read_record(stage_dir: str) -> Optional[dict]:
                          f'train this stage again') from error
 
 
-def run_stage(name: str, cfg: Config, stage_dir: str,
-              resume: bool) -> dict:
+def run_stage(name: str, cfg: Config, stage_dir: str, resume: bool,
+              stage: Optional[Stage] = None) -> dict:
     """Train and evaluate one stage with mmengine's Runner, or read the
     record of a stage that finished before (``resume``).
 
+    Args:
+        stage: what ran (its head and metric names go into the record);
+            default: the chain's stage of the task in ``name``.
+
     Returns:
         dict: ``metrics`` (the toolbox's names), ``seconds``, ``resumed``,
-        ``iters`` and ``checkpoint`` (the last one).
+        ``iters``, ``checkpoint`` (the last one), ``head`` and
+        ``metric_keys`` (those of ``metrics`` the stage reports).
     """
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
@@ -256,12 +336,14 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
     metrics = {k: float(v) for k, v in metrics.items()
                if isinstance(v, (numbers.Real, np.number))}
     task = name.replace('_scratch', '')
+    stage = stage or STAGES[task]
     if task == 'detection' and not metrics:
         # CocoMetric returns nothing when no image has a detection, whose
         # average precision is 0
         print(f'[{name}] the detector made no detections: mAP 0')
-        metrics = {key: 0.0 for key in METRICS[task]}
+        metrics = {key: 0.0 for key in stage.metrics}
     record = dict(
+        head=stage.head, metric_keys=list(stage.metrics),
         metrics=metrics,
         # a resumed stage counts the time of its last attempt only
         seconds=time.time() - start, resumed=resume, iters=runner.iter,
@@ -269,6 +351,12 @@ def run_stage(name: str, cfg: Config, stage_dir: str,
     with open(osp.join(stage_dir, 'record.json'), 'w') as f:
         json.dump(record, f, indent=1)
     return record
+
+
+def metric_keys(record: dict, task: str) -> Tuple[str, ...]:
+    """The metrics a stage's record reports (records written before the
+    heads could be chosen: those of the task's default head)."""
+    return tuple(record.get('metric_keys') or STAGES[task].metrics)
 
 
 def loss_curve(stage_dir: str) -> List[Tuple[int, float]]:
@@ -435,37 +523,56 @@ def ensure_data(data_root: str) -> None:
     make_all(data_root)
 
 
+def chain_stages(detector: str = 'mask_rcnn',
+                 segmentor: str = 'upernet') -> Dict[str, Stage]:
+    """The chain's stage per task with the chosen heads."""
+    for kind, name, known in (('detector', detector, DETECTORS),
+                              ('segmentor', segmentor, SEGMENTORS)):
+        if name not in known:
+            raise ValueError(f'unknown {kind} {name!r}; choose one of '
+                             f'{", ".join(known)}')
+    return {'classification': STAGES['classification'],
+            'detection': HEAD_STAGES[detector],
+            'segmentation': HEAD_STAGES[segmentor]}
+
+
 def run_chain(work_dir: str = 'work_dirs/tiny',
               data_root: str = osp.join(ROOT, 'data', 'tiny'),
               arch=None, iters: Optional[Dict[str, int]] = None,
               compare_scratch: bool = False, resume: bool = False,
-              pictures: bool = True) -> dict:
+              pictures: bool = True, detector: str = 'mask_rcnn',
+              segmentor: str = 'upernet') -> dict:
     """Classification -> hand-over -> detection and segmentation fine-tuning
     (and, with ``compare_scratch``, the same from random weights).
 
     Args:
         arch: STViT arch name or dict; default :data:`TINY_ARCH`.
         iters: per-task iteration overrides, e.g. ``{'detection': 5}``.
+        detector, segmentor: the heads fine-tuned (:data:`DETECTORS`,
+            :data:`SEGMENTORS`); default: the paper's.
 
     Returns:
         dict: the summary also written to ``work_dir/summary.json``.
     """
     start = time.time()
     arch = TINY_ARCH if arch is None else arch
-    iters = {task: (iters or {}).get(task) or STAGES[task].iters
+    stages = chain_stages(detector, segmentor)
+    iters = {task: (iters or {}).get(task) or stages[task].iters
              for task in TASKS}
     os.makedirs(work_dir, exist_ok=True)
-    _check_settings(work_dir, dict(arch=arch, iters=iters,
-                                   data_root=osp.abspath(data_root)), resume)
+    settings = dict(arch=arch, iters=iters, data_root=osp.abspath(data_root))
+    if (detector, segmentor) != ('mask_rcnn', 'upernet'):
+        settings.update(detector=detector, segmentor=segmentor)
+    _check_settings(work_dir, settings, resume)
     ensure_data(data_root)
     chance = chance_levels(data_root)
 
     records = {}
     cls_dir = osp.join(work_dir, 'classification')
-    cfg = stage_config(STAGES['classification'], arch, data_root, cls_dir,
+    cfg = stage_config(stages['classification'], arch, data_root, cls_dir,
                        iters=iters['classification'])
     records['classification'] = run_stage('classification', cfg, cls_dir,
-                                          resume)
+                                          resume, stages['classification'])
     handover = osp.join(cls_dir, HANDOVER_NAME)
     if resume and osp.isfile(handover):
         check_handover(handover)
@@ -484,10 +591,11 @@ def run_chain(work_dir: str = 'work_dirs/tiny',
             runs.append((f'{task}_scratch', None))
         for name, pretrained in runs:
             stage_dir = osp.join(work_dir, name)
-            cfg = stage_config(STAGES[task], arch, data_root, stage_dir,
+            cfg = stage_config(stages[task], arch, data_root, stage_dir,
                                pretrained=pretrained, iters=iters[task])
             began = time.time()
-            records[name] = run_stage(name, cfg, stage_dir, resume)
+            records[name] = run_stage(name, cfg, stage_dir, resume,
+                                      stages[task])
             if pretrained is None:
                 scratch_seconds += time.time() - began
 
@@ -513,12 +621,15 @@ def run_single(task: str, work_dir: str = 'work_dirs/tiny',
                data_root: str = osp.join(ROOT, 'data', 'tiny'), arch=None,
                iters: Optional[int] = None, scratch: bool = False,
                resume: bool = False,
-               cfg_options: Optional[dict] = None) -> dict:
+               cfg_options: Optional[dict] = None,
+               detector: str = 'mask_rcnn',
+               segmentor: str = 'upernet') -> dict:
     """One stage of the chain alone, in ``work_dir/<task>``. Detection and
     segmentation start from the chain's classifier hand-over in
     ``work_dir/classification`` (run that stage first), or from random
-    weights with ``scratch``."""
+    weights with ``scratch``; ``detector``/``segmentor`` choose the head."""
     arch = TINY_ARCH if arch is None else arch
+    stage = chain_stages(detector, segmentor)[task]
     ensure_data(data_root)
     pretrained = None
     if task != 'classification' and not scratch:
@@ -533,10 +644,10 @@ def run_single(task: str, work_dir: str = 'work_dirs/tiny',
     name = f'{task}_scratch' if scratch and task != 'classification' \
         else task
     stage_dir = osp.join(work_dir, name)
-    cfg = stage_config(STAGES[task], arch, data_root, stage_dir,
+    cfg = stage_config(stage, arch, data_root, stage_dir,
                        pretrained=pretrained, iters=iters,
                        cfg_options=cfg_options)
-    record = run_stage(name, cfg, stage_dir, resume)
+    record = run_stage(name, cfg, stage_dir, resume, stage)
     if task == 'classification':
         handover = osp.join(stage_dir, HANDOVER_NAME)
         count = hand_over(record['checkpoint'], handover)
@@ -544,7 +655,7 @@ def run_single(task: str, work_dir: str = 'work_dirs/tiny',
     print(f'\n{name}: {record["iters"]} iterations, '
           f'{record["seconds"] / 60:.1f} min, from '
           f'{pretrained or "random weights"}')
-    for key in METRICS[task]:
+    for key in stage.metrics:
         print(f'  {key:<16} {record["metrics"][key]:.4f}')
     print(f'checkpoints: {osp.abspath(stage_dir)}')
     return record
@@ -574,13 +685,15 @@ def make_summary(records: dict, chance: dict, arch) -> dict:
         if task not in records:
             continue
         metrics = records[task]['metrics']
-        entry = {key: metrics[key] for key in METRICS[task]}
-        entry['chance'] = chance[task]
+        keys = metric_keys(records[task], task)
+        entry = {key: metrics[key] for key in keys}
+        entry['head'] = records[task].get('head', STAGES[task].head)
+        entry['chance'] = {key: chance[task][key] for key in keys}
         entry['minutes'] = records[task]['seconds'] / 60
         scratch = records.get(f'{task}_scratch')
         if scratch is not None:
             entry['scratch'] = {key: scratch['metrics'][key]
-                                for key in METRICS[task]}
+                                for key in keys}
         summary[task] = entry
     summary['arch'] = arch
     return summary
@@ -596,9 +709,11 @@ def print_table(summary: dict, records: dict) -> None:
         if task not in summary:
             continue
         entry = summary[task]
-        for key in METRICS[task]:
+        for key in metric_keys(records[task], task):
             fmt = '{:.3f}' if task == 'detection' else '{:.2f}'
-            row = [task, key, fmt.format(entry[key]),
+            head = entry.get('head', STAGES[task].head)
+            name = task if head == STAGES[task].head else f'{task} ({head})'
+            row = [name, key, fmt.format(entry[key]),
                    fmt.format(entry['chance'][key])]
             if scratch:
                 row.append(fmt.format(entry['scratch'][key])
@@ -630,9 +745,6 @@ def plot_chain(work_dir: str, records: dict, chance: dict, out: str) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    titles = {'classification': 'classification (mmpretrain): training loss',
-              'detection': 'Mask R-CNN (mmdet): training loss',
-              'segmentation': 'UperNet (mmseg): training loss'}
     for ax, task in zip(axes.flat, TASKS):
         for name, style, label in (
                 (task, '-', 'from scratch' if task == 'classification'
@@ -645,7 +757,9 @@ def plot_chain(work_dir: str, records: dict, chance: dict, out: str) -> str:
             if curve:
                 its, values = zip(*curve)
                 ax.plot(its, values, style, lw=2, label=label)
-        ax.set_title(titles[task], fontsize=12)
+        head = records[task].get('head', STAGES[task].head) \
+            if task in records else STAGES[task].head
+        ax.set_title(f'{HEAD_TITLES[head]}: training loss', fontsize=12)
         ax.set_xlabel('iteration', fontsize=11)
         ax.set_ylabel('loss', fontsize=11)
         ax.grid(alpha=0.3)
@@ -653,7 +767,7 @@ def plot_chain(work_dir: str, records: dict, chance: dict, out: str) -> str:
 
     ax = axes.flat[3]
     keys = [(task, key) for task in TASKS if task in records
-            for key in METRICS[task]]
+            for key in metric_keys(records[task], task)]
 
     def scaled(task, key, value):
         return value * 100 if task == 'detection' else value

@@ -253,13 +253,14 @@ def test_losses_under_float16_autocast_are_finite(config, tiny_data,
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from stvit_mm.main_job import TINY_ARCH, TINY_HEADS, set_backbone_arch
+    from stvit_mm.main_job import (STAGES, TINY_ARCH, TINY_HEADS,
+                                   set_backbone_arch)
     from stvit_mm.tiny import apply_tiny_overrides, task_of
 
     cfg = Config.fromfile(osp.join(ROOT, config))
     apply_tiny_overrides(cfg, tiny_data, str(tmp_path), size=64, iters=1)
     set_backbone_arch(cfg, TINY_ARCH)
-    cfg.merge_from_dict(TINY_HEADS[task_of(cfg)])
+    cfg.merge_from_dict(TINY_HEADS[STAGES[task_of(cfg)].head])
     # mmcv's NMS kernels (CPU and CUDA) read the boxes as float32. On a GPU
     # the RPN's boxes are float32: CUDA autocast runs ``exp`` (in the box
     # decoder) in float32, and the boxes follow by type promotion; CPU

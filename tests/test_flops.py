@@ -56,3 +56,15 @@ def test_stvit_s_classifier_matches_paper():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         get_flops(CONFIG, **kwargs)
+
+
+def test_mask2former_segmentor_is_counted_with_its_head():
+    """mmseg's mode='tensor' calls a decode head without the data samples
+    that Mask2Former's needs; the count runs backbone, neck and head with
+    them."""
+    report = get_flops(os.path.join(
+        os.path.dirname(CONFIG), '..', 'segmentation',
+        'mask2former_stvit_s_160k.py'), shape=(64, 64))
+    assert report.toolbox == 'mmseg'
+    assert report.by_module['backbone'] > 0
+    assert report.by_module['decode_head'] > 0.3 * report.flops

@@ -7,6 +7,7 @@ on embedded data, on a CPU, in minutes.
     python tools/train_tiny.py --arch s           # the paper's STViT-S (slower)
     python tools/train_tiny.py --resume           # continue a killed chain
     python tools/train_tiny.py --task detection   # one stage alone
+    python tools/train_tiny.py --detector dino --segmentor mask2former
 
 mmpretrain trains the STViT classifier, the converter turns its checkpoint
 into the mm format, and mmdet / mmseg fine-tune from it through the
@@ -25,7 +26,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from stvit_mm.main_job import STAGES, TASKS
+    from stvit_mm.main_job import DETECTORS, SEGMENTORS, STAGES, TASKS
     parser = argparse.ArgumentParser(
         description='Pretrain an STViT classifier on tiny data, fine-tune '
         'Mask R-CNN and UperNet from it, evaluate all three')
@@ -37,6 +38,12 @@ def parse_args(argv=None):
     parser.add_argument('--scratch', action='store_true',
                         help='with --task detection/segmentation: start from '
                         'random weights instead of the hand-over')
+    parser.add_argument('--detector', choices=DETECTORS, default='mask_rcnn',
+                        help='the detection head fine-tuned (default: the '
+                        "paper's Mask R-CNN)")
+    parser.add_argument('--segmentor', choices=SEGMENTORS, default='upernet',
+                        help='the segmentation head fine-tuned (default: '
+                        "the paper's UperNet)")
     parser.add_argument('--arch', default='tiny',
                         help="'tiny' (default: dims 32-256, depths 1,1,2,1) "
                         "or an STViT arch name: s, b, l")
@@ -78,12 +85,15 @@ def main(argv=None):
             return run_single(args.task, args.work_dir, args.data_root, arch,
                               iters=args.iters[0] if args.iters else None,
                               scratch=args.scratch, resume=args.resume,
-                              cfg_options=args.cfg_options)
+                              cfg_options=args.cfg_options,
+                              detector=args.detector,
+                              segmentor=args.segmentor)
         iters = dict(zip(TASKS, args.iters)) if args.iters else None
         return run_chain(args.work_dir, args.data_root, arch, iters,
                          compare_scratch=args.compare_scratch,
                          resume=args.resume,
-                         pictures=not args.no_pictures)
+                         pictures=not args.no_pictures,
+                         detector=args.detector, segmentor=args.segmentor)
     except StageError as error:
         sys.exit(f'error: {error}')
 

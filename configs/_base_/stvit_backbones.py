@@ -30,3 +30,37 @@ stvit_l = dict(_common, arch='l', drop_path_rate=0.4, init_cfg=dict(
 stvit_s_channels = [64, 128, 320, 512]
 stvit_b_channels = [96, 192, 384, 512]
 stvit_l_channels = [96, 192, 448, 640]
+
+# DETR-family detectors at 4 scales (DINO) take stages 2-4 (strides 8-32);
+# their ChannelMapper adds the stride-64 level, as it does for ResNet-50.
+stvit_s_last3 = dict(stvit_s, out_indices=(1, 2, 3))
+stvit_b_last3 = dict(stvit_b, out_indices=(1, 2, 3))
+stvit_l_last3 = dict(stvit_l, out_indices=(1, 2, 3))
+stvit_s_last3_channels = stvit_s_channels[1:]
+stvit_b_last3_channels = stvit_b_channels[1:]
+stvit_l_last3_channels = stvit_l_channels[1:]
+
+
+def _norm_keys(depths, lr_mult=0.1):
+    """paramwise ``custom_keys`` that give every norm of the backbone
+    ``lr_mult`` and no weight decay.
+
+    Recipes that train the backbone at a lower rate (``'backbone':
+    dict(lr_mult=0.1)``) need one key per norm: mmengine applies only the
+    longest custom key that matches a parameter, and then skips
+    ``norm_decay_mult`` (mmseg's Swin configs list their norms the same way).
+    """
+    frozen = dict(lr_mult=lr_mult, decay_mult=0.0)
+    keys = {f'backbone.patch_embed.proj.{i}.': frozen for i in (2, 5, 8, 11)}
+    for stage, depth in enumerate(depths):
+        if stage < len(depths) - 1:
+            keys[f'backbone.layers.{stage}.downsample.proj.1.'] = frozen
+        for block in range(depth):
+            # norm1 (LayerNorm) and norm2 (BatchNorm) of each block
+            keys[f'backbone.layers.{stage}.blocks.{block}.norm'] = frozen
+    return keys
+
+
+stvit_s_norm_keys = _norm_keys([3, 5, 9, 3])
+stvit_b_norm_keys = _norm_keys([4, 6, 14, 6])
+stvit_l_norm_keys = _norm_keys([4, 7, 19, 8])

@@ -14,6 +14,7 @@ two matmuls it stands for.
 """
 import copy
 import importlib
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -100,6 +101,17 @@ class _TensorMode(nn.Module):
 
     def forward(self, inputs: torch.Tensor):
         return self.model(inputs, self.data_samples, mode='tensor')
+
+
+class _QueryHeadTensorMode(_TensorMode):
+    """mmseg's ``mode='tensor'`` for a segmentor whose decode head needs the
+    data samples (Mask2Former, MaskFormer: the image size of their masks).
+    mmseg calls ``decode_head.forward(x)`` without them and fails; this runs
+    the same backbone, neck and head with them."""
+
+    def forward(self, inputs: torch.Tensor):
+        features = self.model.extract_feat(inputs)
+        return self.model.decode_head(features, self.data_samples)
 
 
 class _TwoStageDummy(nn.Module):
@@ -304,6 +316,9 @@ def get_flops(config: Union[str, Config],
             getattr(model, 'roi_head', None) is not None
         if protocol == 'paper' and two_stage:
             wrapper = _TwoStageDummy(model, tuple(inputs.shape[-2:]))
+        elif toolbox == 'mmseg' and 'batch_data_samples' in \
+                inspect.signature(model.decode_head.forward).parameters:
+            wrapper = _QueryHeadTensorMode(model, samples)
         else:
             wrapper = _TensorMode(model, samples)
         report = count_flops(model, (inputs, ), wrapper)
