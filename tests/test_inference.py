@@ -222,7 +222,8 @@ def test_readme_model_index_python_runs(tiny_data, cls_checkpoint):
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
     lines = _printed_lines(result.stdout)
     assert "['stvit_b_in1k', 'stvit_b_in1k_384', 'stvit_l_in1k', " \
-        "'stvit_l_in1k_384', 'stvit_s_in1k', 'stvit_s_in1k_384']" in lines
+        "'stvit_l_in1k_384', 'stvit_s_in1k', 'stvit_s_in1k_384', " \
+        "'stvit_s_in1k_ft_lrd']" in lines
     assert lines[-1] == IMAGENET_CATEGORIES[3]
 
 
