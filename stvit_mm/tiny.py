@@ -131,6 +131,15 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
             if hook.get('type') == 'EMAHook':
                 hook['momentum'] = min(0.5, 10.0 / max(iters, 1))
 
+    # The top-level test_pipeline is what mmdeploy and mmseg's
+    # inference_model preprocess with, the test dataloader's what mmdet's
+    # and mmpretrain's inference do: one pipeline for all, the tiny size.
+    test_dataset = cfg.test_dataloader.dataset
+    while 'dataset' in test_dataset:
+        test_dataset = test_dataset['dataset']
+    cfg.test_pipeline = [step for step in test_dataset['pipeline']
+                         if 'LoadAnnotations' not in step['type']]
+
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
                          val_interval=val_interval)
     # warm-up, then cosine decay to zero over the short run (measured: a
