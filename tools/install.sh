@@ -6,6 +6,7 @@
 #   bash tools/install.sh --download DIR    # write every wheel + the mmcv sdist into DIR
 #   bash tools/install.sh --offline DIR     # install from DIR alone (no network)
 #   bash tools/install.sh --no-mmcv         # everything but the mmcv build (see gpu_report.sh)
+#   bash tools/install.sh --deploy          # everything + mmdeploy, onnx, onnxruntime (requirements/deploy.txt)
 #
 # Idempotent: on a set-up machine every step is a quick "already satisfied" check.
 # mmcv 2.1.0 has no binary wheel, so its sdist is built once (about 12 minutes on
@@ -53,19 +54,20 @@ TIMM_DEPS=(pyyaml huggingface_hub safetensors)
 # mmcv's setup.py imports pkg_resources, gone from setuptools >= 81.
 BUILD_PINS=("setuptools<81" wheel ninja)
 
-usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { printf '[install] error: %s\n' "$*" >&2; exit 1; }
 log() { printf '\n[install] %s\n' "$*"; }
 
-KEEP_TORCH=0 NO_MMCV=0 DOWNLOAD_DIR="" OFFLINE_DIR=""
+KEEP_TORCH=0 NO_MMCV=0 DEPLOY=0 DOWNLOAD_DIR="" OFFLINE_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep-torch) KEEP_TORCH=1 ;;
     --no-mmcv) NO_MMCV=1 ;;
+    --deploy) DEPLOY=1 ;;
     --download) [ $# -ge 2 ] || die "--download needs a folder"; DOWNLOAD_DIR="$2"; shift ;;
     --offline) [ $# -ge 2 ] || die "--offline needs a folder"; OFFLINE_DIR="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) die "unknown option '$1' (options: --keep-torch, --download DIR, --offline DIR, --no-mmcv)" ;;
+    *) die "unknown option '$1' (options: --keep-torch, --download DIR, --offline DIR, --no-mmcv, --deploy)" ;;
   esac
   shift
 done
@@ -114,6 +116,7 @@ if [ -n "$DOWNLOAD_DIR" ]; then
   "${DL[@]}" "${TARGET[@]}" "${TORCH_DL[@]}" "${MM_PINS[@]}" "${MM_EXTRA[@]}" "${MMCV_DEPS[@]}" \
     "${TIMM_DEPS[@]}" "${BUILD_PINS[@]}" -r "$ROOT/requirements/tests.txt"
   "${DL[@]}" "${TARGET[@]}" --no-deps "$TIMM_PIN"
+  [ "$DEPLOY" = 0 ] || "${DL[@]}" "${TARGET[@]}" -r "$ROOT/requirements/deploy.txt"
   # The mmcv source (pip runs its setup.py for metadata, in a build
   # environment that needs setuptools < 81 too), and the CUDA compiler of
   # torch's CUDA version for a GPU build.
@@ -344,5 +347,22 @@ print(f"[install] ok: torch {torch.__version__} (CUDA {torch.version.cuda}), tor
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, "
       f"stvit_mm {stvit_mm.__version__}")
 PY
+fi
+
+# ---------------------------------------------------------------- --deploy
+# mmdeploy and ONNX Runtime go into the same venv: the pins of
+# requirements/deploy.txt (protobuf 3.20.2 for mmdeploy, and the newest onnx
+# and onnxruntime that accept it) leave the rest of the stack and the suite
+# as they are. mmdeploy needs no torch of its own, so it keeps the one here.
+if [ "$DEPLOY" = 1 ]; then
+  log "mmdeploy, onnx, onnxruntime (requirements/deploy.txt)"
+  "${PIP[@]}" install -q "${SOURCE[@]}" "${PIN[@]}" -r "$ROOT/requirements/deploy.txt"
+  # the deployment set must agree with everything installed before it
+  CHECK="$("${PIP[@]}" check 2>&1)" || die "pip check after the deployment install: $CHECK"
+  "$PY" -c 'import mmdeploy, onnx, onnxruntime, google.protobuf as pb
+from stvit_mm.deploy import require_mmdeploy
+require_mmdeploy()
+print(f"[install] deploy ok: mmdeploy {mmdeploy.__version__}, onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, protobuf {pb.__version__}; pip check: no broken requirements")' \
+    || die "the deployment packages do not import (see: $PY -c 'import mmdeploy, onnxruntime')"
 fi
 echo "[install] activate with: source $VENV/bin/activate"
