@@ -15,7 +15,14 @@
 #      (pytest -m "cuda and mmcv");
 #      not done: torch.compile of STViT-S only, and the report says what was
 #      skipped and why (the build goes on; a later run finds its cached wheel);
-#   6. render benchmark_cuda.{md,json,png} with the test results.
+#   6. render benchmark_cuda.{md,json,png} with the test results;
+#   7. optional, when STVIT_MM_GPU_REPORT_ONNX names ONNX files: their
+#      TensorRT-readiness (stvit_mm.deploy.tensorrt) and, where the venv
+#      imports tensorrt, a TensorRT engine built from each (profile of the
+#      dynamic input: 1x3x64x64 / 1x3x512x512 / 1x3x1344x1344, static dims
+#      kept; the engine itself is not kept), written to tensorrt.md; without
+#      tensorrt the file says "tensorrt not importable: engine build skipped"
+#      (a dry run: readiness only). This step never makes the report fail.
 #
 # Usage: tools/gpu_report.sh [--offline DIR] [--out DIR] [--dry-run]
 #   --offline DIR  install only from DIR (passed to tools/install.sh)
@@ -28,10 +35,15 @@
 #   STVIT_MM_GPU_REPORT_RESERVE  seconds kept for step 5 after the wait (default 150)
 #   STVIT_MM_GPU_REPORT_MODELS   backbones to measure (default: all seven)
 #   STVIT_MM_GPU_REPORT_COMPILE  1 (default): time torch.compile in step 5; 0: skip it
+#   STVIT_MM_GPU_REPORT_ONNX     space-separated .onnx files for step 7 (absolute, or
+#                                relative to the repository root), e.g. the deploy
+#                                tool's end2end.onnx (default: none, no step 7)
+#   STVIT_MM_GPU_REPORT_TRT_PLUGINS  a TensorRT plugin library for step 7 (e.g.
+#                                mmdeploy's libmmdeploy_tensorrt_ops.so built for TensorRT 10)
 #   STVIT_MM_VENV, PYTHON        as for tools/install.sh (PYTHON: the interpreter
 #                                with the preinstalled torch)
 # Outputs in --out: benchmark_cuda.{md,json,png}, pytest_cuda_phase{1,2}.{xml,log},
-# benchmark.log, install_base.log, install_mmcv.log.
+# benchmark.log, install_base.log, install_mmcv.log; tensorrt.md with step 7.
 # Exit status: 0 when the report is written and nothing failed (a build that did
 # not finish in time is reported, not a failure); 1 when a step failed; 2 on bad
 # usage or no visible CUDA device.
@@ -242,6 +254,24 @@ fi
           "phase 2: cuda and mmcv=$OUT/pytest_cuda_phase2.xml" >> "$OUT/benchmark.log" 2>&1 \
   || FAILED+=("rendering the report")
 log "report: $OUT/benchmark_cuda.md (.json, .png); tests: pytest_cuda_phase{1,2}.xml; logs: benchmark.log, install_*.log"
+
+# ------------------------------------------------- 7. TensorRT (optional)
+# Opt-in and never fatal: whatever goes wrong is written into tensorrt.md.
+if [ -n "${STVIT_MM_GPU_REPORT_ONNX:-}" ]; then
+  log "7. TensorRT readiness and engines of: $STVIT_MM_GPU_REPORT_ONNX (tensorrt.md)"
+  # a dry run (no GPU) checks readiness only
+  rm -f "$OUT/tensorrt.md"
+  timeout --kill-after=10 "$(clamp "$(left)" 300 1200)" "$PY" -c 'import sys
+from stvit_mm.deploy.tensorrt import write_tensorrt_report
+dry_run, plugins, md = sys.argv[1:4]
+write_tensorrt_report(md, sys.argv[4:], build=dry_run == "0",
+                      plugin_library=plugins or None)' \
+    "$DRY_RUN" "${STVIT_MM_GPU_REPORT_TRT_PLUGINS:-}" "$OUT/tensorrt.md" $STVIT_MM_GPU_REPORT_ONNX \
+    > "$OUT/tensorrt.log" 2>&1 \
+    || log "step 7 stopped early (see tensorrt.log); tensorrt.md has what it got to"
+  [ -f "$OUT/tensorrt.md" ] \
+    || echo "step 7 wrote nothing (see tensorrt.log): $(tail -n 1 "$OUT/tensorrt.log")" > "$OUT/tensorrt.md"
+fi
 if [ "$BUILD" = running ]; then
   log "the mmcv build goes on in the background (pid $BUILD_PID); run this script again when install_mmcv.log ends with '[install] ok'"
 fi
