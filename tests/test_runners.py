@@ -1,7 +1,6 @@
 """The paper's configs on the toolboxes' real runners, on tiny embedded data:
 train, save, resume, test; mim entry points; every config builds its model
 in its toolbox. (A killed main-job run resuming: tests/test_main_job.py.)"""
-import glob
 import os
 import os.path as osp
 import re
@@ -17,6 +16,8 @@ from mmengine.runner import Runner
 import stvit_mm  # noqa: F401
 from stvit_mm.tiny import apply_tiny_overrides, task_of
 from stvit_mm.tiny_datasets import make_all
+
+from model_configs import model_configs  # beside the tests
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VENV_BIN = osp.dirname(sys.executable)
@@ -97,16 +98,7 @@ def test_mim_train_and_test(config, metric, tiny_data, tmp_path):
     assert metric in test.stdout + test.stderr
 
 
-def _configs():
-    # the model configs of the three tasks; configs/_base_ holds shared
-    # pieces and configs/deployment mmdeploy's configs (tests/test_deploy.py)
-    return sorted(
-        osp.relpath(p, ROOT)
-        for task in ('classification', 'detection', 'segmentation')
-        for p in glob.glob(osp.join(ROOT, 'configs', task, '*.py')))
-
-
-@pytest.mark.parametrize('config', _configs())
+@pytest.mark.parametrize('config', model_configs())
 def test_every_config_builds_its_model(config):
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.model.backbone.init_cfg = None
