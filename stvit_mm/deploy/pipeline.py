@@ -46,6 +46,9 @@ THRESHOLDS = dict(graph_rel_error=1e-4, top1_identical=0.98,
                   confident_matched=0.98, box_iou=0.99,
                   score_diff=1e-3, mask_iou=0.98, pixel_agreement=0.999,
                   cls_rel_error=1e-4)
+#: detections with at least this score are the ones the detection
+#: thresholds hold for; below it, near-tie proposals may pair differently
+CONFIDENT_SCORE = 0.3
 
 
 class DeployInputError(ValueError):
@@ -221,7 +224,7 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare_detections(torch_instances, ort_instances,
                        match_iou: float = 0.9,
-                       confident: float = 0.3) -> dict:
+                       confident: float = CONFIDENT_SCORE) -> dict:
     """Match ONNX Runtime detections to PyTorch's: same label, the free one
     of highest box IoU, at least ``match_iou``, in PyTorch's score order.
     A detection near a cut-off (score threshold, ``max_per_img``, an NMS
@@ -280,8 +283,8 @@ def compare_detections(torch_instances, ort_instances,
         if 'masks' in want and 'masks' in got:
             pair['mask_iou'] = _mask_iou(want['masks'][i], got['masks'][j])
         # over all matched pairs (reported), and over the confident ones
-        # (the thresholds): below 0.3 a box refined from another proposal
-        # of a near-tie is still "the same" detection
+        # (the thresholds): below that score a box refined from another
+        # proposal of a near-tie is still "the same" detection
         suffixes = ['_all'] + (['']
                                if want['scores'][i] >= confident else [])
         result['confident_matched'] += int(want['scores'][i] >= confident)
@@ -642,10 +645,12 @@ def _scale_line(toolbox: str, r: dict) -> str:
     if toolbox == 'mmdet':
         return (f'{head}; vs mmdet: top-1 identical {r["top1_identical"]:.1%}'
                 f', matched {r["matched"]}/{r["torch_dets"]} (ORT '
-                f'{r["ort_dets"]}; score >= 0.3: {r["confident_matched"]}/'
+                f'{r["ort_dets"]}; score >= {CONFIDENT_SCORE}: '
+                f'{r["confident_matched"]}/'
                 f'{r["confident"]}; best unmatched score '
-                f'{r["max_unmatched_score"]:.3f}); score >= 0.3 (all '
-                f'matched): min box IoU {r["min_box_iou"]:.4f} '
+                f'{r["max_unmatched_score"]:.3f}); score >= '
+                f'{CONFIDENT_SCORE} (all matched): min box IoU '
+                f'{r["min_box_iou"]:.4f} '
                 f'({r["min_box_iou_all"]:.4f}), max score diff '
                 f'{r["max_score_diff"]:.1e} ({r["max_score_diff_all"]:.1e}),'
                 f' min mask IoU {r["min_mask_iou"]:.4f} '
@@ -673,7 +678,7 @@ def check_thresholds(toolbox: str, per_scale: List[dict]) -> List[str]:
                 (r['confident_matched'] >= t['confident_matched'] *
                  r['confident'],
                  f'matched {r["confident_matched"]} of {r["confident"]} '
-                 'detections with score >= 0.3'),
+                 f'detections with score >= {CONFIDENT_SCORE}'),
                 (r['min_box_iou'] >= t['box_iou'],
                  f'min box IoU {r["min_box_iou"]:.4f} < {t["box_iou"]}'),
                 (r['max_score_diff'] <= t['score_diff'],
