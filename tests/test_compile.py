@@ -40,9 +40,11 @@ def test_mmengine_compile_option_trains(config, tiny_data, tmp_path):
     """The config with ``compile`` set trains through the toolbox's runner:
     train_step is compiled (dynamo captures graphs), the loss is finite and
     the backbone's weights move. The 'eager' backend keeps the suite cheap
-    (dynamo's capture, no code generation); the small arch likewise."""
+    (dynamo's capture, no code generation); the small arch and one
+    iteration likewise (a second iteration retraced the detector's graph
+    breaks for new image sizes: 139 -> 77 s for Mask R-CNN)."""
     cfg = Config.fromfile(osp.join(ROOT, config))
-    apply_tiny_overrides(cfg, tiny_data, str(tmp_path), iters=2)
+    apply_tiny_overrides(cfg, tiny_data, str(tmp_path), iters=1)
     set_backbone_arch(cfg, TINY_ARCH)
     cfg.compile = dict(backend='eager')
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
@@ -56,7 +58,7 @@ def test_mmengine_compile_option_trains(config, tiny_data, tmp_path):
     # mmengine replaced train_step by its compiled form
     assert hasattr(runner.model.train_step, '_torchdynamo_orig_callable')
     losses = runner.message_hub.get_scalar('train/loss').data[0]
-    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert len(losses) == 1 and all(math.isfinite(v) for v in losses)
     moved = [name for name, p in runner.model.backbone.named_parameters()
              if not torch.equal(p.detach(), before[name])]
     assert len(moved) > len(before) // 2
