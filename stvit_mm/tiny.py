@@ -15,6 +15,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from stvit_mm.utils.inference_pipeline import inference_test_pipeline
+
 TASKS = ('detection', 'segmentation', 'classification')
 _SCOPE_TASK = {'mmdet': 'detection', 'mmseg': 'segmentation',
                'mmpretrain': 'classification'}
@@ -134,11 +136,7 @@ def apply_tiny_overrides(cfg: Config, data_root: str, work_dir: str,
     # The top-level test_pipeline is what mmdeploy and mmseg's
     # inference_model preprocess with, the test dataloader's what mmdet's
     # and mmpretrain's inference do: one pipeline for all, the tiny size.
-    test_dataset = cfg.test_dataloader.dataset
-    while 'dataset' in test_dataset:
-        test_dataset = test_dataset['dataset']
-    cfg.test_pipeline = [step for step in test_dataset['pipeline']
-                         if 'LoadAnnotations' not in step['type']]
+    cfg.test_pipeline = inference_test_pipeline(cfg)
 
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
                          val_interval=val_interval)

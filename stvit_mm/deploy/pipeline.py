@@ -33,6 +33,10 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
+from stvit_mm.utils.inference_pipeline import inference_test_pipeline as \
+    deploy_test_pipeline  # noqa: F401  (part of this module's API)
+from stvit_mm.utils.inference_pipeline import find_test_dataset
+
 from .compat import mmdeploy_compat, require_mmdeploy
 
 BACKENDS = ('onnxruntime', )
@@ -40,6 +44,8 @@ DEPLOY_CONFIGS = {
     'mmdet': 'instance-seg_onnxruntime_dynamic.py',
     'mmseg': 'segmentation_onnxruntime_dynamic.py',
     'mmpretrain': 'classification_onnxruntime_dynamic.py'}
+#: the Resize steps whose scale sets the test size
+RESIZE_TYPES = ('Resize', 'mmdet.Resize', 'mmseg.Resize')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 #: the acceptance thresholds of the comparison (see docs/deploy.md)
 THRESHOLDS = dict(graph_rel_error=1e-4, top1_identical=0.98,
@@ -94,22 +100,6 @@ def list_images(image: str) -> List[str]:
     return files
 
 
-def _test_dataset(cfg: Config):
-    """The test dataloader's dataset holding the pipeline (inside any
-    RepeatDataset-style wrappers)."""
-    dataset = cfg.test_dataloader.dataset
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset.dataset
-    return dataset
-
-
-def deploy_test_pipeline(cfg: Config) -> list:
-    """The test dataloader's pipeline without annotation loading: what the
-    toolboxes' inference APIs and mmdeploy both run here."""
-    return [copy.deepcopy(step) for step in _test_dataset(cfg).pipeline
-            if 'LoadAnnotations' not in step['type']]
-
-
 def with_test_scale(pipeline: list, scale: Optional[int]) -> list:
     """``pipeline`` at ``scale`` pixels (the graph is dynamic: other sizes
     than the exported one are tested): Resize to (scale, scale); a
@@ -122,7 +112,7 @@ def with_test_scale(pipeline: list, scale: Optional[int]) -> list:
                  if step['type'] == 'CenterCrop'), None)
     crop = crop[0] if isinstance(crop, (list, tuple)) else crop
     for step in pipeline:
-        if step['type'] in ('Resize', 'mmdet.Resize', 'mmseg.Resize'):
+        if step['type'] in RESIZE_TYPES:
             step['scale'] = (scale, scale)
             step.pop('scale_factor', None)
         elif step['type'] == 'ResizeEdge':
@@ -141,7 +131,7 @@ def model_config_for_deploy(cfg: Config, scale: Optional[int] = None
     cfg = copy.deepcopy(cfg)
     pipeline = with_test_scale(deploy_test_pipeline(cfg), scale)
     cfg.test_pipeline = copy.deepcopy(pipeline)
-    _test_dataset(cfg).pipeline = copy.deepcopy(pipeline)
+    find_test_dataset(cfg).pipeline = copy.deepcopy(pipeline)
     return cfg
 
 
@@ -201,8 +191,7 @@ def build_checked_model(cfg: Config, checkpoint: str):
 
 
 def _config_classes(cfg: Config):
-    dataset = cfg.test_dataloader.dataset
-    metainfo = dataset.get('metainfo') or {}
+    metainfo = find_test_dataset(cfg).get('metainfo') or {}
     return metainfo.get('classes')
 
 
@@ -446,7 +435,7 @@ def _timed(fn, repeats: int) -> float:
 
 def _pipeline_scale(cfg: Config) -> Optional[int]:
     for step in deploy_test_pipeline(cfg):
-        if step['type'] in ('Resize', 'mmdet.Resize', 'mmseg.Resize') and \
+        if step['type'] in RESIZE_TYPES and \
                 step.get('scale'):
             scale = step['scale']
             return max(scale) if isinstance(scale, (list, tuple)) else scale
